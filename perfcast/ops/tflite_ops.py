@@ -1,0 +1,1 @@
+"""Cost rules for TFLite builtin operators (NHWC layout)."""
