@@ -232,6 +232,7 @@ def _graph_from_proto(g: onnx.GraphProto, source: str, name: str, weights: set[s
                 tensors[out] = Tensor(out, None, "float32")
         nodes.append(Node(n.name or f"{n.op_type}_{k}", n.op_type, tuple(n.input), tuple(n.output), attrs,
                           "" if n.domain == "ai.onnx" else n.domain))
+    _fill_same_shape_outputs(nodes, tensors)
     outputs = [o.name for o in g.output]
     for name in {i for n in nodes for i in n.inputs if i} - set(tensors):
         tensors[name] = Tensor(name, None, "float32")
@@ -239,3 +240,24 @@ def _graph_from_proto(g: onnx.GraphProto, source: str, name: str, weights: set[s
         return Graph(nodes, tensors, graph_inputs, outputs, name=name, source_format="onnx")
     except GraphError as exc:
         raise GraphError(source, f"node {exc.subject}: {exc.problem}") from None
+
+
+# Ops whose first output has the shape of their first input; used where ONNX
+# shape inference leaves an output unknown (some function-defined ops).
+_SAME_SHAPE = {
+    "BatchNormalization", "LayerNormalization", "GroupNormalization", "InstanceNormalization",
+    "MeanVarianceNormalization", "RMSNormalization", "LpNormalization", "LRN", "Softmax", "LogSoftmax",
+    "Hardmax", "Dropout", "Identity", "Relu", "Gelu", "HardSwish", "HardSigmoid", "Sigmoid", "Tanh", "Mish",
+    "Elu", "Selu", "Celu", "LeakyRelu", "PRelu", "Softplus", "Softsign", "Swish", "Clip", "Erf", "Exp",
+    "Log", "Neg", "Abs", "Sqrt", "Reciprocal", "Cast", "CastLike", "CumSum", "ThresholdedRelu", "Shrink",
+}
+
+
+def _fill_same_shape_outputs(nodes: list[Node], tensors: dict[str, Tensor]) -> None:
+    for n in nodes:
+        if n.op_type not in _SAME_SHAPE or not n.inputs or not n.outputs or not n.outputs[0]:
+            continue
+        src, out = tensors.get(n.inputs[0]), tensors.get(n.outputs[0])
+        if src is not None and src.known and out is not None and not out.known:
+            dtype = out.dtype if n.op_type in ("Cast", "CastLike") else src.dtype
+            tensors[out.name] = Tensor(out.name, src.shape, dtype)

@@ -1,0 +1,22 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PERFCAST = str(Path(sys.executable).parent / "perfcast")
+
+
+@pytest.fixture
+def run_cli():
+    """Run the installed ``perfcast`` command in a subprocess: (exit code, stdout, stderr)."""
+    import subprocess
+
+    def run(*args: str, timeout: float = 120):
+        env = dict(os.environ)
+        env.pop("PERFCAST_DEBUG", None)
+        p = subprocess.run([PERFCAST, *args], capture_output=True, text=True, timeout=timeout, env=env)
+        return p.returncode, p.stdout, p.stderr
+
+    return run
