@@ -105,3 +105,10 @@ def analyze(model, example_inputs=None, **kwargs) -> dict:
     a = analysis(model, example_inputs, **kwargs)
     label = os.fspath(model) if isinstance(model, (str, os.PathLike)) else (a.graph.name or type(model).__name__)
     return analysis_to_dict(a, label)
+
+
+def generate(space: str, count: int, seed: int, out_dir, *, batch_size: int = 1, progress: bool | None = None) -> list[dict]:
+    """Write ``count`` networks of a space as ONNX files with a manifest (resumable)."""
+    from perfcast.spaces.generate import generate as _generate
+
+    return _generate(space, count, seed, out_dir, progress=progress, batch_size=batch_size)

@@ -23,6 +23,46 @@ class Space:
 
 
 _SPACES: dict[str, Space] = {}
+# prefix -> sampler(numpy Generator) -> spec string, for spaces that are not seed-indexed
+_SAMPLERS: dict[str, Callable] = {}
+# prefix -> the spec strings of an enumerable space (the zoo)
+_ENUMERATORS: dict[str, Callable[[], list[str]]] = {}
+
+
+def register_sampler(prefix: str) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        _SAMPLERS[prefix] = fn
+        return fn
+
+    return deco
+
+
+def register_enumerator(prefix: str) -> Callable:
+    def deco(fn: Callable[[], list[str]]) -> Callable[[], list[str]]:
+        _ENUMERATORS[prefix] = fn
+        return fn
+
+    return deco
+
+
+def sample_specs(prefix: str, count: int, seed: int) -> list[str]:
+    """``count`` spec strings of a space, the same for the same seed on any machine.
+
+    Seed-indexed task spaces give ``prefix:seed``, ``prefix:seed+1``...; NAS spaces draw
+    architectures from a generator seeded with ``seed``; the zoo lists its entries in order.
+    """
+    import numpy as np
+
+    space = _SPACES[prefix]
+    if space.sampled:
+        return [f"{prefix}:{seed + i}" for i in range(count)]
+    if prefix in _SAMPLERS:
+        rng = np.random.default_rng(seed)
+        return [_SAMPLERS[prefix](rng) for _ in range(count)]
+    if prefix in _ENUMERATORS:
+        names = _ENUMERATORS[prefix]()
+        return names[seed: seed + count]
+    raise SpecError(prefix, "this space cannot be sampled")
 
 
 def register_space(prefix: str, description: str, sampled: bool = False) -> Callable[[Builder], Builder]:
