@@ -6,7 +6,7 @@ from typing import Callable
 
 from perfcast.errors import SpecError
 from perfcast.ir.graph import Graph
-from perfcast.spaces.registry import register_space
+from perfcast.spaces.registry import register_enumerator, register_space
 
 # name -> build(options, batch_size) -> Graph
 ZooBuilder = Callable[[dict[str, str], int], Graph]
@@ -37,3 +37,8 @@ def build_zoo(body: str, options: dict[str, str], batch_size: int) -> Graph:
 
 
 from perfcast.spaces.zoo import cnn as _cnn  # noqa: E402,F401  (registers entries)
+
+
+@register_enumerator("zoo")
+def _zoo_specs() -> list[str]:
+    return [f"zoo:{name}" for name in zoo_names()]
