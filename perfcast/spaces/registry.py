@@ -122,7 +122,10 @@ def option(options: dict[str, str], key: str, kind: type, default, lo=None, hi=N
     try:
         value = kind(raw)
     except ValueError:
-        raise SpecError(spec or key, f"option {key}={raw!r} is not a {kind.__name__}") from None
+        what = {int: "an integer", float: "a number"}.get(kind, f"a {kind.__name__}")
+        raise SpecError(spec or key, f"option {key}={raw!r} is not {what}") from None
+    if isinstance(value, float) and value != value:
+        raise SpecError(spec or key, f"option {key}={raw!r} is not a finite number")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise SpecError(spec or key, f"option {key}={raw} is out of range [{lo}, {hi}]")
     return value

@@ -37,6 +37,8 @@ def build_zoo(body: str, options: dict[str, str], batch_size: int) -> Graph:
 
 
 from perfcast.spaces.zoo import cnn as _cnn  # noqa: E402,F401  (registers entries)
+from perfcast.spaces.zoo import transformers as _transformers  # noqa: E402,F401  (registers entries)
+from perfcast.spaces.zoo import dense as _dense  # noqa: E402,F401  (registers entries)
 
 
 @register_enumerator("zoo")
