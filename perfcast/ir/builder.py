@@ -38,8 +38,9 @@ class GraphBuilder:
     # -- primitives ------------------------------------------------------------------
     def _fresh(self, stem: str) -> str:
         self._counter += 1
-        prefix = ".".join(self._scope)
-        return f"{prefix + '.' if prefix else ''}{stem}_{self._counter}"
+        if self._scope:
+            return f"{'.'.join(self._scope)}.{stem}_{self._counter}"
+        return f"{stem}_{self._counter}"
 
     def input(self, shape: Sequence[int], dtype: str = "float32", name: str | None = None) -> str:
         name = name or ("input" if not self._inputs else f"input_{len(self._inputs)}")
@@ -49,9 +50,9 @@ class GraphBuilder:
 
     def const(self, shape: Sequence[int], dtype: str = "float32", value: Sequence[int] | None = None, stem: str = "w") -> str:
         name = self._fresh(stem)
-        self._tensors[name] = Tensor(
-            name, tuple(int(d) for d in shape), dtype, constant=True,
-            value=tuple(int(v) for v in value) if value is not None else None,
+        self._tensors[name] = Tensor.make(
+            name, tuple(map(int, shape)), dtype, constant=True,
+            value=tuple(map(int, value)) if value is not None else None,
         )
         return name
 
@@ -78,9 +79,9 @@ class GraphBuilder:
         outs = []
         for shp in out_shapes:
             out = self._fresh(op_type.lower())
-            self._tensors[out] = Tensor(out, tuple(int(d) for d in shp), dtype)
+            self._tensors[out] = Tensor.make(out, tuple(map(int, shp)), dtype)
             outs.append(out)
-        self._nodes.append(Node(self._fresh(op_type), op_type, tuple(inputs), tuple(outs), attrs or {}))
+        self._nodes.append(Node.make(self._fresh(op_type), op_type, tuple(inputs), tuple(outs), attrs))
         return outs[0] if len(outs) == 1 else outs
 
     def shape(self, name: str) -> tuple[int, ...]:
@@ -344,6 +345,8 @@ class _Scope:
 
 
 def _tuple(v: int | Sequence[int], n: int) -> tuple[int, ...]:
+    if type(v) is int:
+        return (v,) * n
     if isinstance(v, Sequence):
         return tuple(int(x) for x in v)
     return (int(v),) * n

@@ -30,7 +30,15 @@ DTYPE_BYTES: Mapping[str, int] = MappingProxyType(
 AttrValue = int | float | str | tuple
 
 
+_PLAIN = frozenset((int, str))  # exact types that are already frozen (bool, a subclass of int, is not)
+
+
 def _freeze(value: Any) -> AttrValue:
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is tuple and _PLAIN.issuperset(map(type, value)):
+        return value
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, bool):
@@ -45,6 +53,16 @@ def _freeze(value: Any) -> AttrValue:
     return str(value)
 
 
+_NO_ATTRS: Mapping[str, AttrValue] = MappingProxyType({})
+
+
+def freeze_attrs(attrs: Mapping[str, Any] | None) -> Mapping[str, AttrValue]:
+    """Attributes as nodes keep them: sorted by name, values frozen, read-only."""
+    if not attrs:
+        return _NO_ATTRS
+    return MappingProxyType({k: _freeze(v) for k, v in sorted(dict(attrs).items())})
+
+
 @dataclass(frozen=True)
 class Tensor:
     """A value in the graph. ``shape`` is None when the rank is unknown and a
@@ -56,6 +74,17 @@ class Tensor:
     constant: bool = False
     # Values of small integer constants (shapes, axes, indices): they are part of the architecture.
     value: tuple[int, ...] | None = None
+
+    @classmethod
+    def make(
+        cls, name: str, shape: tuple[int, ...] | None, dtype: str = "float32", constant: bool = False,
+        value: tuple[int, ...] | None = None,
+    ) -> "Tensor":
+        """``Tensor(name, shape, dtype, constant, value)`` without the dataclass machinery:
+        the same tensor, built faster (the path of the graph builder)."""
+        t = object.__new__(cls)
+        t.__dict__.update(name=name, shape=shape, dtype=dtype, constant=constant, value=value)
+        return t
 
     @property
     def known(self) -> bool:
@@ -84,11 +113,25 @@ class Node:
     domain: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "inputs", tuple(self.inputs))
-        object.__setattr__(self, "outputs", tuple(self.outputs))
-        object.__setattr__(
-            self, "attrs", MappingProxyType({k: _freeze(v) for k, v in sorted(dict(self.attrs).items())})
+        if type(self.inputs) is not tuple:
+            object.__setattr__(self, "inputs", tuple(self.inputs))
+        if type(self.outputs) is not tuple:
+            object.__setattr__(self, "outputs", tuple(self.outputs))
+        object.__setattr__(self, "attrs", freeze_attrs(self.attrs))
+
+    @classmethod
+    def make(
+        cls, name: str, op_type: str, inputs: tuple[str, ...], outputs: tuple[str, ...],
+        attrs: Mapping[str, Any] | None = None, domain: str = "",
+    ) -> "Node":
+        """``Node(name, op_type, inputs, outputs, attrs, domain)`` without the dataclass
+        machinery: the same node, built faster (the path of the graph builder)."""
+        node = object.__new__(cls)
+        node.__dict__.update(
+            name=name, op_type=op_type, inputs=inputs if type(inputs) is tuple else tuple(inputs),
+            outputs=outputs if type(outputs) is tuple else tuple(outputs), attrs=freeze_attrs(attrs), domain=domain,
         )
+        return node
 
 
 class Graph:
@@ -192,21 +235,24 @@ def _toposort(
             if out in inputs:
                 raise GraphError(n.name or n.op_type, f"tensor {out!r} is a graph input and a node output")
             producer[out] = i
-    available = set(inputs) | {name for name, t in tensors.items() if t.constant}
-    deps: list[set[int]] = []
-    for n in nodes:
-        d: set[int] = set()
+    graph_inputs = set(inputs)
+    in_order = True
+    for i, n in enumerate(nodes):
         for inp in n.inputs:
             if not inp:
                 continue
-            if inp in producer:
-                d.add(producer[inp])
-            elif inp not in available:
-                raise GraphError(n.name or n.op_type, f"reads {inp!r}, which no node, graph input or constant provides")
-        deps.append(d)
+            j = producer.get(inp)
+            if j is None:
+                if inp not in graph_inputs and not _is_constant(tensors, inp):
+                    raise GraphError(n.name or n.op_type, f"reads {inp!r}, which no node, graph input or constant provides")
+            elif j >= i:
+                in_order = False
     for out in outputs:
-        if out not in producer and out not in available:
+        if out not in producer and out not in graph_inputs and not _is_constant(tensors, out):
             raise GraphError(out, "graph output is produced by no node")
+    if in_order:
+        return nodes  # already in order, which is also the order the loop below would give
+    deps = [{producer[inp] for inp in n.inputs if inp in producer} for n in nodes]
     users: list[list[int]] = [[] for _ in nodes]
     indeg = [len(d) for d in deps]
     for i, d in enumerate(deps):
@@ -226,3 +272,8 @@ def _toposort(
         stuck = next(i for i, k in enumerate(indeg) if k > 0)
         raise GraphError(nodes[stuck].name or nodes[stuck].op_type, "the graph has a cycle through this node")
     return tuple(nodes[i] for i in order)
+
+
+def _is_constant(tensors: Mapping[str, Tensor], name: str) -> bool:
+    t = tensors.get(name)
+    return t is not None and t.constant
