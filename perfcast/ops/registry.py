@@ -103,14 +103,21 @@ def _known(t: Tensor | None, node: Node, what: str) -> tuple[int, ...]:
 
 Rule = Callable[[OpContext], Work]
 _RULES: dict[str, Rule] = {}
+# Rules for one source format, where its op names collide with another's (TFLite LSTM vs ONNX LSTM).
+_FORMAT_RULES: dict[tuple[str, str], Rule] = {}
 
 
-def register(*op_types: str) -> Callable[[Rule], Rule]:
+def register(*op_types: str, source_format: str = "") -> Callable[[Rule], Rule]:
+    """Register a rule; with ``source_format`` it applies only to graphs of that format
+    and takes precedence there over a rule for the same op type."""
+
     def deco(fn: Rule) -> Rule:
+        table = _FORMAT_RULES if source_format else _RULES
         for op in op_types:
-            if op in _RULES:
+            key = (source_format, op) if source_format else op
+            if key in table:
                 raise ValueError(f"two rules for op type {op}")
-            _RULES[op] = fn
+            table[key] = fn
         return fn
 
     return deco
@@ -138,7 +145,7 @@ def node_cost(node: Node, graph: Graph) -> OpCost | None:
 
     Raises :class:`UnknownShape` when a rule needs a shape that is unknown.
     """
-    rule = _RULES.get(node.op_type)
+    rule = _FORMAT_RULES.get((graph.source_format, node.op_type)) or _RULES.get(node.op_type)
     if rule is None:
         return None
     ctx = OpContext(node, graph)
