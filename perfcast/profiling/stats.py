@@ -1,0 +1,122 @@
+"""Statistics of latency samples and the drift correction (pure functions).
+
+Definitions (all latencies in milliseconds; a *sample* is one inference timed on the
+timing clock, see :mod:`perfcast.profiling.protocol`):
+
+- ``median``, ``mean``, ``min`` of the samples; ``p10`` and ``p90`` are percentiles with
+  linear interpolation between closest ranks (numpy's default ``linear`` method).
+- A *block* is a run of consecutive timed inferences of one model inside one worker
+  process. The reference network is timed in a block just before and just after it;
+  the block's *adjacent reference median* ``r_b`` is the median of those two
+  reference blocks' samples pooled.
+- The *reference baseline* ``B`` is the median of every reference sample of the whole
+  profiling run (all workers), unless the caller fixes it.
+- A drift-corrected sample is ``s * B / r_b``: a model's corrected median equals
+  ``reference_ratio * B`` where ``reference_ratio`` is the median over its samples of
+  ``s / r_b``. A slowdown shared by the model and the adjacent reference blocks divides out.
+- ``repeat_cv`` is the coefficient of variation (sample standard deviation, ddof=1,
+  over the mean) of the per-worker medians of the corrected samples; None with fewer
+  than two workers.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class Block:
+    """Samples of one model block with the median of its adjacent reference blocks."""
+
+    samples_ms: tuple[float, ...]
+    ref_median_ms: float
+    worker: int
+    energy_uj: float | None = None
+    wall_ms: tuple[float, ...] = ()
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linear interpolation between closest ranks."""
+    if not values:
+        raise ValueError("percentile of no values")
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def summarize(samples: Sequence[float]) -> dict[str, float]:
+    """``{median, mean, min, p10, p90}`` of a non-empty list of samples."""
+    return {
+        "median": statistics.median(samples),
+        "mean": statistics.fmean(samples),
+        "min": min(samples),
+        "p10": percentile(samples, 10),
+        "p90": percentile(samples, 90),
+    }
+
+
+def cv(values: Sequence[float]) -> float | None:
+    """Sample standard deviation over mean; None for fewer than two values or a zero mean."""
+    if len(values) < 2:
+        return None
+    mean = statistics.fmean(values)
+    return statistics.stdev(values) / mean if mean else None
+
+
+def corrected_samples(block: Block, baseline_ms: float) -> list[float]:
+    scale = baseline_ms / block.ref_median_ms
+    return [s * scale for s in block.samples_ms]
+
+
+def worker_medians(blocks: Sequence[Block], baseline_ms: float = 1.0) -> list[float]:
+    """The median of each worker's corrected samples, in worker order."""
+    by_worker: dict[int, list[float]] = {}
+    for b in blocks:
+        by_worker.setdefault(b.worker, []).extend(corrected_samples(b, baseline_ms))
+    return [statistics.median(v) for _, v in sorted(by_worker.items())]
+
+
+def repeat_cv(blocks: Sequence[Block]) -> float | None:
+    """CV of the per-worker corrected medians (independent of the baseline's value)."""
+    return cv(worker_medians(blocks))
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    latency_ms: dict[str, float]
+    raw_median_ms: float
+    reference_ratio: float
+    repeat_cv: float | None
+    worker_medians_ms: list[float]
+    raw_samples_ms: list[float]
+    wall_median_ms: float | None
+
+
+def latency_stats(blocks: Sequence[Block], baseline_ms: float) -> LatencyStats:
+    """Corrected statistics, raw median, reference ratio and spread of a model's blocks."""
+    corrected = [c for b in blocks for c in corrected_samples(b, baseline_ms)]
+    raw = [s for b in blocks for s in b.samples_ms]
+    wall = [s for b in blocks for s in b.wall_ms]
+    return LatencyStats(
+        latency_ms=summarize(corrected),
+        raw_median_ms=statistics.median(raw),
+        reference_ratio=statistics.median(corrected) / baseline_ms,
+        repeat_cv=repeat_cv(blocks),
+        worker_medians_ms=worker_medians(blocks, baseline_ms),
+        raw_samples_ms=raw,
+        wall_median_ms=statistics.median(wall) if wall else None,
+    )
+
+
+def energy_per_run_mj(blocks: Sequence[Block]) -> float | None:
+    """Energy of all metered blocks over their runs, in mJ per inference; None without a counter."""
+    metered = [b for b in blocks if b.energy_uj is not None]
+    if not metered:
+        return None
+    runs = sum(len(b.samples_ms) for b in metered)
+    return sum(b.energy_uj for b in metered) / runs / 1000.0
