@@ -112,3 +112,13 @@ def generate(space: str, count: int, seed: int, out_dir, *, batch_size: int = 1,
     from perfcast.spaces.generate import generate as _generate
 
     return _generate(space, count, seed, out_dir, progress=progress, batch_size=batch_size)
+
+
+def profile(models: list, *, runtime: str = "ort-cpu", threads: int = 1, db: str | None = None,
+            manifest: str | None = None, **kwargs):
+    """Measure models on a runtime of this machine and add the measurements to the store;
+    returns a summary (measured records, skipped refs)."""
+    from perfcast.profiling.session import profile_into_store
+
+    return profile_into_store([os.fspath(m) for m in models], runtime=runtime, threads=threads, db=db,
+                              manifest=manifest, **kwargs)

@@ -319,7 +319,7 @@ def _environment(runner: Runner, settings: Settings) -> dict:
 def profile(models: list[str | os.PathLike], runtime: str = "ort-cpu", threads: int = 1, workers: int = 3,
             time_budget_s: float = 0.6, memory: bool = True, kernels: bool = False, timeout_s: float = 60.0,
             progress: Progress | None = None, *, reference_baseline_ms: float | None = None,
-            **protocol) -> list[Measurement]:
+            single_model_errors: bool = True, **protocol) -> list[Measurement]:
     """Measure model files (ONNX for ``ort-*``, TFLite for ``litert``) on this machine.
 
     ``time_budget_s`` is the timed time per model per worker; ``timeout_s`` the time
@@ -327,7 +327,8 @@ def profile(models: list[str | os.PathLike], runtime: str = "ort-cpu", threads: 
     (``rounds``, ``cv_threshold``, ``max_extra_workers``, ``min_runs``...).
     ``progress(done, total, note)`` is called after every model step. Returns one
     :class:`Measurement` per model, in order. A single model the runtime cannot load
-    raises :class:`UsageError`; in a batch it is a failed measurement.
+    raises :class:`UsageError` (unless ``single_model_errors`` is false); in a batch it is
+    a failed measurement.
     """
     from perfcast.frontends.common import check_file
 
@@ -364,7 +365,7 @@ def profile(models: list[str | os.PathLike], runtime: str = "ort-cpu", threads: 
             _measure_memory(state, results, probe, counter)
         if kernels:
             _profile_kernels(state, results, runner, settings, counter)
-    if len(results) == 1 and results[0].error_kind == "load":
+    if single_model_errors and len(results) == 1 and results[0].error_kind == "load":
         raise UsageError(results[0].model, results[0].error_message)
     return results
 
