@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--kernels", action="store_true", help="also record onnxruntime per-kernel profiles")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     p.add_argument("--force", action="store_true", help="measure again even when a good measurement exists")
+    p.add_argument("--max-cv", type=float, default=0.05, metavar="X",
+                   help="a stored measurement counts as good when its repeat CV is at most X (default 0.05)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -32,7 +34,7 @@ def run(args) -> int:
     summary = api.profile(
         args.models, runtime=args.runtime, threads=args.threads, db=args.db, manifest=args.manifest,
         batch_size=args.batch_size, workers=args.workers, time_budget_s=args.time_budget, timeout_s=args.timeout,
-        chunk=args.chunk, kernels=args.kernels, memory=not args.no_memory, force=args.force,
+        chunk=args.chunk, kernels=args.kernels, memory=not args.no_memory, force=args.force, max_cv=args.max_cv,
         progress=False if args.no_progress else None,
     )
     if args.json:
