@@ -88,7 +88,7 @@ class Tensor:
 
     @property
     def known(self) -> bool:
-        return self.shape is not None and all(d >= 0 for d in self.shape)
+        return self.shape is not None and (not self.shape or min(self.shape) >= 0)
 
     @property
     def numel(self) -> int:
