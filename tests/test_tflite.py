@@ -84,7 +84,7 @@ def tiny_transformer(batch: int = 2) -> Graph:
     q, k, v = (b.linear(h, dim) for _ in range(3))
     scores = b.matmul(q, b.transpose(k, [0, 2, 1]))
     mask = b.const((1, seq + 1, seq + 1), "bool", stem="mask")
-    scores = b.op("Where", [mask, b.scalar("fill"), scores], {})
+    scores = b.op("Where", [mask, b.scalar("fill", -1e9), scores], {})
     x = b.add(x, b.linear(b.matmul(b.softmax(scores), v), dim))
     x = b.add(x, b.linear(b.act(b.linear(b.layernorm(x), 2 * dim), "gelu"), dim))
     x = b.op("Slice", [x, b.ints([0]), b.ints([seq + 1]), b.ints([1]), b.ints([2])], {}, [(batch, 7, dim)])

@@ -6,6 +6,7 @@ data is checked to stay inside the model's folder but is not read.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from google.protobuf.message import DecodeError
 
 from perfcast.errors import GraphError, ModelLoadError, UsageError
 from perfcast.frontends.common import check_file
-from perfcast.ir.graph import Graph, Node, Tensor
+from perfcast.ir.graph import Graph, Node, Tensor, float32
 
 MIN_OPSET = 11
 SMALL_INT_CONST = 64  # integer constants up to this size keep their values (shapes, axes)
@@ -163,6 +164,17 @@ def _copy_without_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[
     return out, {w.name for w in weights}
 
 
+def _literal(dtype: str, shape: tuple, values) -> tuple | None:
+    """The value kept in the IR for a constant that is a literal of the architecture:
+    small integer tensors (shapes, axes) and 0-d floating-point scalars (clip bounds,
+    scales); a learned tensor, even of one element, keeps no value."""
+    if dtype in _INT_DTYPES and math.prod(shape) <= SMALL_INT_CONST:
+        return tuple(int(x) for x in values())
+    if shape == () and dtype.startswith(("float", "bfloat")):
+        return tuple(float32(float(x)) for x in values())
+    return None
+
+
 def _shape_of(vi: onnx.ValueInfoProto) -> tuple[tuple[int, ...] | None, str]:
     t = vi.type
     if not t.HasField("tensor_type"):
@@ -198,9 +210,7 @@ def _graph_from_proto(g: onnx.GraphProto, source: str, name: str, weights: set[s
     const_names: set[str] = set()
     for init in g.initializer:
         dtype = dtype_name(init.data_type)
-        value = None
-        if dtype in _INT_DTYPES and int(np.prod(init.dims) if init.dims else 1) <= SMALL_INT_CONST:
-            value = tuple(int(x) for x in numpy_helper.to_array(init).flatten().tolist())
+        value = _literal(dtype, tuple(init.dims), lambda: numpy_helper.to_array(init).flatten().tolist())
         tensors[init.name] = Tensor(init.name, tuple(init.dims), dtype, constant=True, value=value)
         const_names.add(init.name)
     graph_inputs = []
@@ -219,11 +229,10 @@ def _graph_from_proto(g: onnx.GraphProto, source: str, name: str, weights: set[s
         if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
             for out in n.output:
                 t = tensors.get(out)
-                value = attrs.get("value") if isinstance(attrs.get("value"), tuple) else None
+                raw = attrs.get("value") if isinstance(attrs.get("value"), tuple) else None
                 shape = t.shape if t is not None else None
                 dtype = t.dtype if t is not None else "float32"
-                if value is not None and dtype not in _INT_DTYPES:
-                    value = None
+                value = None if raw is None or shape is None else _literal(dtype, shape, lambda: list(raw))
                 tensors[out] = Tensor(out, shape, dtype, constant=True, value=value)
                 const_names.add(out)
             continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from perfcast.ir.graph import Graph, Node, Tensor
+from perfcast.ir.graph import INT_DTYPES, Graph, Node, Tensor, float32
 
 OPSET = 20
 
@@ -48,20 +48,22 @@ class GraphBuilder:
         self._inputs.append(name)
         return name
 
-    def const(self, shape: Sequence[int], dtype: str = "float32", value: Sequence[int] | None = None, stem: str = "w") -> str:
+    def const(self, shape: Sequence[int], dtype: str = "float32", value: Sequence[float] | None = None,
+              stem: str = "w") -> str:
+        """A constant; ``value`` is given for literals (shapes, axes, scalars), left out for weights."""
         name = self._fresh(stem)
-        self._tensors[name] = Tensor.make(
-            name, tuple(map(int, shape)), dtype, constant=True,
-            value=tuple(map(int, value)) if value is not None else None,
-        )
+        if value is not None:
+            value = tuple(map(int, value)) if dtype in INT_DTYPES else tuple(float32(float(v)) for v in value)
+        self._tensors[name] = Tensor.make(name, tuple(map(int, shape)), dtype, constant=True, value=value)
         return name
 
     def ints(self, values: Sequence[int], stem: str = "shape") -> str:
         """A 1-D int64 constant (shapes, axes, pads)."""
         return self.const((len(values),), "int64", values, stem)
 
-    def scalar(self, stem: str = "scalar", dtype: str = "float32") -> str:
-        return self.const((), dtype, None, stem)
+    def scalar(self, stem: str, value: float, dtype: str = "float32") -> str:
+        """A 0-d literal (clip bounds, scales, fill values); its value is part of the architecture."""
+        return self.const((), dtype, (value,), stem)
 
     def op(
         self,
@@ -189,7 +191,7 @@ class GraphBuilder:
         if kind == "relu":
             return self.op("Relu", [x])
         if kind == "relu6":
-            return self.op("Clip", [x, self.scalar("clip_min"), self.scalar("clip_max")])
+            return self.op("Clip", [x, self.scalar("clip_min", 0.0), self.scalar("clip_max", 6.0)])
         if kind in ("hswish", "hardswish"):
             return self.op("HardSwish", [x])
         if kind in ("hsigmoid", "hardsigmoid"):
@@ -353,6 +355,8 @@ def _tuple(v: int | Sequence[int], n: int) -> tuple[int, ...]:
 
 
 def _broadcast(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    if a == b:
+        return tuple(a)
     n = max(len(a), len(b))
     a = (1,) * (n - len(a)) + tuple(a)
     b = (1,) * (n - len(b)) + tuple(b)

@@ -27,10 +27,20 @@ DTYPE_BYTES: Mapping[str, int] = MappingProxyType(
     }
 )
 
+INT_DTYPES = frozenset({"int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "bool", "int4", "uint4"})
+
 AttrValue = int | float | str | tuple
 
 
 _PLAIN = frozenset((int, str))  # exact types that are already frozen (bool, a subclass of int, is not)
+
+
+_FLOAT32 = struct.Struct("f")
+
+
+def float32(value: float) -> float:
+    """``value`` rounded to float32, the precision ONNX and TFLite store."""
+    return _FLOAT32.unpack(_FLOAT32.pack(value))[0]
 
 
 def _freeze(value: Any) -> AttrValue:
@@ -45,7 +55,7 @@ def _freeze(value: Any) -> AttrValue:
         return int(value)
     if isinstance(value, float) and math.isfinite(value):
         # attributes are stored as float32 by ONNX and TFLite: keep that precision
-        return struct.unpack("f", struct.pack("f", value))[0]
+        return float32(value)
     if isinstance(value, (int, float, str)) or value is None:
         return value
     if hasattr(value, "item"):  # numpy scalar
@@ -72,8 +82,9 @@ class Tensor:
     shape: tuple[int, ...] | None
     dtype: str = "float32"
     constant: bool = False
-    # Values of small integer constants (shapes, axes, indices): they are part of the architecture.
-    value: tuple[int, ...] | None = None
+    # Values of literals, which are part of the architecture: small integer constants
+    # (shapes, axes, indices) and floating-point scalars (clip bounds, scales).
+    value: tuple[int | float, ...] | None = None
 
     @classmethod
     def make(

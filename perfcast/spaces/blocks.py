@@ -23,6 +23,8 @@ from perfcast.ir.builder import GraphBuilder
 # Integer constants up to this many elements carry their values in the graph, as
 # the ONNX front end keeps them; larger index tables are described by shape only.
 INLINE_INT_VALUES = 64
+# What masked attention scores are set to before the softmax: the lowest float32.
+MASK_FILL = -3.4028234663852886e38
 
 # (builder, attention scores (..., heads, q_tokens, k_tokens)) -> scores
 ScoresHook = Callable[[GraphBuilder, str], str]
@@ -113,7 +115,7 @@ def scaled_dot_product_attention(
 
     ``scores_hook`` edits the scaled scores before the softmax: a causal mask, a
     relative position bias. MACs: ``B * H * Tq * Tk * (d + dv)``."""
-    scale = b.scalar("attn_scale")
+    scale = b.scalar("attn_scale", b.shape(q)[-1] ** -0.5)
     scores = b.op("Mul", [b.matmul(q, b.transpose(k, (0, 1, 3, 2))), scale])
     if scores_hook is not None:
         scores = scores_hook(b, scores)
@@ -148,7 +150,7 @@ def causal_mask_hook(seq: int) -> ScoresHook:
         mask = int_const(
             b, (1, 1, seq, seq), lambda: (int(j <= i) for i in range(seq) for j in range(seq)), "bool", "causal_mask"
         )
-        return b.op("Where", [mask, scores, b.scalar("mask_fill")], {}, [b.shape(scores)], out_dtype=b.dtype(scores))
+        return b.op("Where", [mask, scores, b.scalar("mask_fill", MASK_FILL)], {}, [b.shape(scores)], out_dtype=b.dtype(scores))
 
     return hook
 

@@ -92,7 +92,7 @@ def edsr(b: GraphBuilder, x: str, cfg: SrConfig) -> str:
         with b.scope(f"res{i}"):
             r = b.conv(b.act(b.conv(y, feats, 3, bias=True), "relu"), feats, 3, bias=True)
             if cfg.res_scale != 1.0:
-                r = b.mul(r, b.scalar("res_scale"))
+                r = b.mul(r, b.scalar("res_scale", cfg.res_scale))
             y = b.add(y, r)
     y = b.add(b.conv(y, feats, 3, bias=True), head)
     for step in ((2, 2) if cfg.scale == 4 else (cfg.scale,)):

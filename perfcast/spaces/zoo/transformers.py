@@ -196,7 +196,7 @@ def _swin_scores_hook(heads: int, window: int, padded: int, shift: int) -> block
         per_window = b.reshape(scores, (shp[0] // nw, nw, heads, n_tok, n_tok))
         mask = blocks.int_const(b, (nw, 1, n_tok, n_tok), lambda: shift_mask(padded, window, shift), "bool",
                                 "shift_mask")
-        masked = b.op("Where", [mask, b.scalar("mask_fill"), per_window], {}, [b.shape(per_window)],
+        masked = b.op("Where", [mask, b.scalar("mask_fill", blocks.MASK_FILL), per_window], {}, [b.shape(per_window)],
                       out_dtype=b.dtype(scores))
         return b.reshape(masked, shp)
 
