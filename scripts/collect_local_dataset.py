@@ -1,19 +1,19 @@
 """Measure the local dataset: networks of every space and the zoo, on this machine's
 CPU with onnxruntime (1 thread), into a store; resumable (rerun the same command).
 
-    .venv/bin/python scripts/collect_local_dataset.py --db /path/local.db --work /tmp/perfcast-data
+    .venv/bin/python scripts/collect_local_dataset.py --db /path/local.db --kernels
 
-Networks of all spaces are interleaved, so an interrupted run still covers every space.
+Networks of all spaces are interleaved, so an interrupted run still covers every space;
+model files are written for each chunk and removed after it.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
-from pathlib import Path
 
 from perfcast import api
+from perfcast.spaces.registry import sample_specs
 
 # networks per space; the zoo contributes every entry once
 DEFAULT_COUNTS = {"nb201": 300, "fbnet": 250, "ofa": 250, "imgcls": 300, "kws": 250, "sr": 200, "det": 250,
@@ -23,30 +23,23 @@ DEFAULT_COUNTS = {"nb201": 300, "fbnet": 250, "ofa": 250, "imgcls": 300, "kws": 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--db", required=True)
-    p.add_argument("--work", required=True, help="folder for the generated ONNX files")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every per-space count")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--kernels", action="store_true", help="record per-kernel profiles too")
-    p.add_argument("--workers", type=int, default=3)
-    p.add_argument("--time-budget", type=float, default=0.4)
+    p.add_argument("--kernels", type=int, default=600, metavar="N",
+                   help="record per-kernel profiles for the first N networks (default 600)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--time-budget", type=float, default=0.3)
     args = p.parse_args()
-    work = Path(args.work)
-    per_space: list[list[tuple[str, str]]] = []
-    plan = dict(DEFAULT_COUNTS, zoo=len(api.generate("zoo", 1000, 0, work / "zoo", progress=False)))
-    for space, count in plan.items():
-        n = count if space == "zoo" else max(1, int(count * args.scale))
-        rows = api.generate(space, n, args.seed, work / space, progress=False)
-        per_space.append([(r["model"], str(Path(space) / r["path"])) for r in rows])
-    manifest = work / "manifest.csv"
-    with open(manifest, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["model", "path"])
-        for row in itertools.chain.from_iterable(itertools.zip_longest(*per_space)):
-            if row is not None:
-                writer.writerow(row)
-    summary = api.profile([], manifest=str(manifest), db=args.db, kernels=args.kernels, chunk=12,
-                          workers=args.workers, time_budget_s=args.time_budget, progress=True)
-    print(f"measured {len(summary.measured)}, failed {len(summary.failed)}, skipped {len(summary.skipped)}")
+    per_space = []
+    for space, count in DEFAULT_COUNTS.items():
+        per_space.append(sample_specs(space, max(1, int(count * args.scale)), args.seed))
+    per_space.append(sample_specs("zoo", 1000, 0))
+    specs = [s for s in itertools.chain.from_iterable(itertools.zip_longest(*per_space)) if s is not None]
+    settings = dict(db=args.db, chunk=12, workers=args.workers, time_budget_s=args.time_budget, progress=True,
+                    memory_processes=2, max_extra_workers=1, cv_threshold=0.05)
+    for part, kernels in ((specs[: args.kernels], True), (specs[args.kernels:], False)):
+        summary = api.profile(part, kernels=kernels, **settings)
+        print(f"measured {len(summary.measured)}, failed {len(summary.failed)}, skipped {len(summary.skipped)}")
 
 
 if __name__ == "__main__":

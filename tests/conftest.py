@@ -6,6 +6,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PERFCAST = str(Path(sys.executable).parent / "perfcast")
+# the public measurements: ../shared/data beside the repository, or PERFCAST_SHARED_DATA
+SHARED_DATA = Path(os.environ.get("PERFCAST_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture

@@ -32,7 +32,9 @@ from perfcast.frontends.onnx import model_to_graph
 from perfcast.frontends.onnx_writer import to_onnx
 from perfcast.spaces import build_spec, fbnet, nb201, ofa
 
-DATA = Path("/work/shared/data")
+from conftest import SHARED_DATA
+
+DATA = SHARED_DATA
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared data not available")
 
 ALL_3X3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
