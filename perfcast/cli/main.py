@@ -28,11 +28,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from perfcast.cli import analyze, demo, generate, profile
+    from perfcast.cli import analyze, dataset, demo, generate, profile
 
     parser = _Parser(prog="perfcast", description="Predict latency, memory and energy of neural networks.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (analyze, generate, profile, demo):
+    for module in (analyze, generate, profile, dataset, demo):
         module.register(sub)
     return parser
 

@@ -110,8 +110,8 @@ def profile_into_store(
             hardware=info.get("gpu") or info.get("cpu_model"), threads=threads, extra=info,
         )
         todo: list[tuple[Job, int, int]] = []
+        batch = batch_size or 1  # the batch the graphs were built with (files: as given)
         for job in jobs:
-            batch = job.graph.tensors[job.graph.inputs[0]].shape[0] if job.graph.inputs else 1
             network_id = store.add_network(job.graph, job.ref)
             if not force and store.has_good_measurement(network_id, device_id, batch, max_cv):
                 summary.skipped.append(job.ref)

@@ -96,6 +96,7 @@ def measurement_rows_stmt(with_samples: bool = False, **filters) -> Select:
     columns = dict(MEASUREMENT_COLUMNS)
     if with_samples:
         columns["raw_samples_ms"] = Measurement.raw_samples_ms
+        columns["environment"] = Measurement.environment
     return _joined(select(*labelled(columns))).where(*measurement_filters(**filters)).order_by(Measurement.id)
 
 

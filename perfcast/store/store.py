@@ -313,7 +313,8 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Measurements joined with their network and device, oldest first, as plain dicts
         (keys in :data:`perfcast.store.queries.MEASUREMENT_COLUMNS`; ``model`` is the
-        reference the network was first stored under). ``None`` filters nothing."""
+        reference the network was first stored under). ``None`` filters nothing;
+        ``with_samples`` adds the raw samples and the measuring environment."""
         return self._dicts(
             queries.measurement_rows_stmt(
                 with_samples, status=status, device=device, network=network, batch_size=batch_size, source=source
