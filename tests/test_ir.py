@@ -6,7 +6,7 @@ import pytest
 
 from perfcast.errors import GraphError, ModelLoadError
 from perfcast.ir.builder import GraphBuilder
-from perfcast.ir.graph import Graph, Node, Tensor
+from perfcast.ir.graph import Graph, Node, Tensor, float32
 from perfcast.ir.serialize import SCHEMA_VERSION, dumps, graph_to_dict, loads
 
 
@@ -86,3 +86,28 @@ def test_tensor_bytes_and_unknown_shapes():
     assert not Tensor("a", (2, -1)).known
     with pytest.raises(ValueError):
         Tensor("a", None).numel
+
+
+def test_literal_scalars_keep_their_values_through_onnx():
+    """Clip bounds and scales are part of the architecture: written as given, read back equal."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from perfcast.frontends.onnx import model_to_graph
+    from perfcast.frontends.onnx_writer import to_onnx
+
+    b = GraphBuilder("relu6")
+    x = b.input((1, 4, 8, 8))
+    y = b.mul(b.act(x, "relu6"), b.scalar("scale", 0.1))
+    b.output(y)
+    g = b.build()
+    model = to_onnx(g)
+    back = model_to_graph(model)
+    assert back.content_hash == g.content_hash
+    assert sorted(t.value for t in back.tensors.values() if t.constant) == [(0.0,), (float32(0.1),), (6.0,)]
+    out = ort.InferenceSession(model.SerializeToString()).run(None, {"input": np.full((1, 4, 8, 8), 100, np.float32)})[0]
+    assert np.allclose(out, 0.6)
+    other = GraphBuilder("relu6")
+    x = other.input((1, 4, 8, 8))
+    other.output(other.mul(other.act(x, "relu6"), other.scalar("scale", 0.2)))
+    assert other.build().content_hash != g.content_hash
