@@ -1,0 +1,17 @@
+"""Predictors of latency, energy and memory: one module per method behind one interface.
+
+``get_predictor("flops")`` / ``get_predictor("paleo", mode="max")`` build one by name;
+``Predictor.load(path)`` reads a saved one back. See :mod:`perfcast.predictors.base`.
+"""
+
+from perfcast.predictors import flops, paleo  # noqa: F401  (registers the predictors)
+from perfcast.predictors.base import (
+    TARGETS,
+    Predictor,
+    get_predictor,
+    predictor_class,
+    predictor_names,
+    register_predictor,
+)
+
+__all__ = ["TARGETS", "Predictor", "get_predictor", "predictor_class", "predictor_names", "register_predictor"]

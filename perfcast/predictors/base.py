@@ -1,0 +1,359 @@
+"""The predictor interface, a registry by name, error bars and the on-disk format.
+
+The contract follows scikit-learn's: ``__init__`` stores its arguments and nothing else;
+``fit(graphs, targets)`` validates, learns state into attributes ending in ``_`` and returns
+``self``; ``predict(graphs)`` returns ``{target: array}`` in the units of DESIGN.md
+(``latency_ms`` per batch, ``energy_mj`` per batch, ``memory_bytes``).
+
+A subclass implements two hooks that see only its parameters, never learned state:
+``_fit_target(target, stats, y) -> {key: array}`` and ``_predict_target(target, model, stats)``,
+where ``stats`` is a list of :class:`perfcast.predictors.features.GraphStats`.
+
+Error bars are split-conformal with cross-fitting (CV+ simplified to one quantile): the labelled
+graphs of a target are cut into ``CONFORMAL_FOLDS`` folds; each fold is predicted by a model fitted
+on the others, giving out-of-sample RELATIVE residuals ``|y - yhat| / yhat``. For a miscoverage
+``alpha`` the interval of a new prediction ``p`` is ``[p (1 - q), p (1 + q)]`` (lower end clipped at
+0), with ``q`` the ``ceil((n + 1)(1 - alpha))``-th smallest residual (the largest one when that rank
+exceeds ``n``). Relative residuals make the width scale with the prediction, as latency errors do.
+
+Domain check: features are mapped to ``log1p`` space and standardised by the training mean and
+standard deviation (floored at ``DOMAIN_MIN_SCALE``, so a column constant in training, such as the
+input resolution, still separates a graph that differs in it by more than about 10%). A graph is
+out of domain when its mean distance to its ``DOMAIN_K`` nearest training graphs exceeds the 99th
+percentile of the same distance among training graphs (leave-one-out), unless its features equal
+those of a training graph (an architecture already seen is in domain). Out-of-domain predictions
+get intervals ``OOD_WIDENING`` times wider (``q`` multiplied).
+
+On disk a predictor is a directory: ``predictor.json`` (format, version, name, parameters,
+targets) and ``arrays.safetensors`` (every learned array). No pickle.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+from pathlib import Path
+from typing import Callable, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from perfcast.errors import ModelLoadError, UsageError
+from perfcast.ir.graph import Graph
+from perfcast.predictors.features import COLUMNS, GraphStats, graph_stats
+
+TARGETS = ("latency_ms", "energy_mj", "memory_bytes")
+FORMAT = "perfcast-predictor"
+FORMAT_VERSION = 1
+MIN_LABELS = 3
+CONFORMAL_FOLDS = 5
+DOMAIN_K = 5
+DOMAIN_MIN_SCALE = 0.1
+DOMAIN_PERCENTILE = 99.0
+OOD_WIDENING = 2.0
+
+_REGISTRY: dict[str, type["Predictor"]] = {}
+
+
+# --- registry ----------------------------------------------------------------------------------
+def register_predictor(name: str) -> Callable[[type["Predictor"]], type["Predictor"]]:
+    """Class decorator: make a predictor available by ``name``."""
+
+    def deco(cls: type[Predictor]) -> type[Predictor]:
+        if name in _REGISTRY:
+            raise ValueError(f"predictor {name!r} registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def predictor_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def predictor_class(name: str) -> type["Predictor"]:
+    if name not in _REGISTRY:
+        raise UsageError("predictor", f"unknown name {name!r}; known: {', '.join(predictor_names())}")
+    return _REGISTRY[name]
+
+
+def get_predictor(name: str, **params) -> "Predictor":
+    """A new, unfitted predictor of the registered ``name`` with ``params``."""
+    cls = predictor_class(name)
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise UsageError(f"predictor {name}", f"bad parameters {sorted(params)}: {exc}") from None
+
+
+# --- non-negative least squares ----------------------------------------------------------------
+def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``argmin ||a x - b||`` subject to ``x >= 0`` (Lawson and Hanson's active-set method)."""
+    m, n = a.shape
+    x = np.zeros(n)
+    passive = np.zeros(n, bool)
+    tol = 10 * np.finfo(float).eps * max(m, n) * max(np.abs(a).sum(axis=0).max(initial=0.0), 1.0)
+    w = a.T @ (b - a @ x)
+    for _ in range(3 * n + 3):
+        if passive.all() or np.where(passive, -np.inf, w).max() <= tol:
+            break
+        passive[np.argmax(np.where(passive, -np.inf, w))] = True
+        while True:
+            s = np.zeros(n)
+            s[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
+            if s[passive].min() > 0:
+                break
+            blocked = passive & (s <= 0)
+            step = np.min(x[blocked] / (x[blocked] - s[blocked]))
+            x = x + step * (s - x)
+            passive &= x > tol
+            x[~passive] = 0.0
+        x = s
+        w = a.T @ (b - a @ x)
+    return x
+
+
+def fit_relative_nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative coefficients minimising the squared RELATIVE error ``(a x - y) / y``.
+
+    Columns are scaled to unit norm before solving, so coefficients of very different
+    magnitudes (seconds per FLOP next to a constant) are found equally well.
+    """
+    weight = 1.0 / np.maximum(y, max(float(np.median(y)), 1e-30) * 1e-3)
+    aw = a * weight[:, None]
+    norms = np.linalg.norm(aw, axis=0)
+    norms[norms == 0] = 1.0
+    return nnls(aw / norms, y * weight) / norms
+
+
+# --- validation --------------------------------------------------------------------------------
+def _check_graphs(graphs) -> list[Graph]:
+    if isinstance(graphs, Graph) or not isinstance(graphs, Sequence):
+        raise UsageError("graphs", "must be a list of perfcast Graphs")
+    if len(graphs) == 0:
+        raise UsageError("graphs", "is empty: need at least one graph")
+    for i, g in enumerate(graphs):
+        if not isinstance(g, Graph):
+            raise UsageError(f"graphs[{i}]", f"is a {type(g).__name__}, not a perfcast Graph")
+    return list(graphs)
+
+
+def _check_targets(targets, n: int) -> dict[str, np.ndarray]:
+    if not isinstance(targets, Mapping) or not targets:
+        raise UsageError("targets", f"must be a non-empty dict with keys among {', '.join(TARGETS)}")
+    out = {}
+    for name, values in targets.items():
+        if name not in TARGETS:
+            raise UsageError(f"targets[{name!r}]", f"unknown target; known: {', '.join(TARGETS)}")
+        try:
+            y = np.asarray(values, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            raise UsageError(f"targets[{name!r}]", "labels must be numbers (NaN where missing)") from None
+        if y.size != n:
+            raise UsageError(f"targets[{name!r}]", f"has {y.size} labels for {n} graphs")
+        if np.isinf(y).any():
+            raise UsageError(f"targets[{name!r}]", "has infinite labels (use NaN for a missing label)")
+        if (y[~np.isnan(y)] < 0).any():
+            raise UsageError(f"targets[{name!r}]", "has negative labels")
+        labelled = int((~np.isnan(y)).sum())
+        if 0 < labelled < MIN_LABELS:
+            raise UsageError(f"targets[{name!r}]", f"has {labelled} labels; need at least {MIN_LABELS}")
+        if labelled:
+            out[name] = y
+    if not out:
+        raise UsageError("targets", "no target has any label")
+    return out
+
+
+# --- conformal and domain helpers ----------------------------------------------------------------
+def relative_residuals(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    return np.abs(y - pred) / np.maximum(pred, 1e-12 * max(float(np.max(np.abs(y))), 1e-300))
+
+
+def conformal_quantile(sorted_residuals: np.ndarray, alpha: float) -> float:
+    """The split-conformal quantile of sorted residuals at miscoverage ``alpha``."""
+    n = sorted_residuals.size
+    rank = math.ceil((n + 1) * (1.0 - alpha))
+    return float(sorted_residuals[min(max(rank, 1), n) - 1])
+
+
+def _log_features(stats: Sequence[GraphStats]) -> np.ndarray:
+    return np.log1p(np.maximum(np.vstack([s.row for s in stats]), 0.0))
+
+
+def _neighbour_distances(z: np.ndarray, reference: np.ndarray, k: int, leave_one_out: bool) -> np.ndarray:
+    """Sorted distances from each row of ``z`` to its ``k`` nearest rows of ``reference``."""
+    d = np.sqrt(((z[:, None, :] - reference[None, :, :]) ** 2).sum(-1))
+    if leave_one_out:
+        np.fill_diagonal(d, np.inf)
+    k = max(1, min(k, reference.shape[0] - (1 if leave_one_out else 0)))
+    return np.sort(d, axis=1)[:, :k]
+
+
+def fit_domain(stats: Sequence[GraphStats]) -> dict[str, np.ndarray]:
+    z = _log_features(stats)
+    mean = z.mean(axis=0)
+    scale = np.maximum(z.std(axis=0), DOMAIN_MIN_SCALE)
+    zs = (z - mean) / scale
+    if len(stats) > 1:
+        threshold = np.percentile(_neighbour_distances(zs, zs, DOMAIN_K, True).mean(axis=1), DOMAIN_PERCENTILE)
+    else:
+        threshold = 0.0
+    return {"mean": mean, "scale": scale, "train": zs, "threshold": np.array([threshold])}
+
+
+def in_domain_mask(domain: Mapping[str, np.ndarray], stats: Sequence[GraphStats]) -> np.ndarray:
+    zs = (_log_features(stats) - domain["mean"]) / domain["scale"]
+    near = _neighbour_distances(zs, domain["train"], DOMAIN_K, False)
+    return (near.mean(axis=1) <= float(domain["threshold"][0])) | (near[:, 0] <= 1e-9)
+
+
+# --- the interface -----------------------------------------------------------------------------
+class Predictor:
+    """Base class of every predictor (see the module docstring for the contract)."""
+
+    name: ClassVar[str] = ""
+
+    # -- parameters ---------------------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD]
+
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- hooks --------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        """Raise UsageError for a bad parameter value (called by fit)."""
+
+    def _fit_target(self, target: str, stats: list[GraphStats], y: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _predict_target(self, target: str, model: Mapping[str, np.ndarray], stats: list[GraphStats]) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- fit ----------------------------------------------------------------------------------
+    def fit(self, graphs: Sequence[Graph], targets: Mapping[str, Sequence[float]]) -> "Predictor":
+        """Learn every target that has labels; NaN marks a missing label."""
+        self._check_params()
+        graphs = _check_graphs(graphs)
+        labels = _check_targets(targets, len(graphs))
+        stats = [graph_stats(g) for g in graphs]
+        self.models_: dict[str, dict[str, np.ndarray]] = {}
+        self.residuals_: dict[str, np.ndarray] = {}
+        for target, y in labels.items():
+            keep = np.flatnonzero(~np.isnan(y))
+            sub = [stats[i] for i in keep]
+            self.models_[target] = self._fit_target(target, sub, y[keep])
+            self.residuals_[target] = self._cross_residuals(target, sub, y[keep])
+        self.targets_ = [t for t in TARGETS if t in labels]
+        self.domain_ = fit_domain(stats)
+        self.n_train_ = len(graphs)
+        return self
+
+    def _cross_residuals(self, target: str, stats: list[GraphStats], y: np.ndarray) -> np.ndarray:
+        n = len(stats)
+        folds = np.random.default_rng(0).permutation(n) % min(CONFORMAL_FOLDS, n)
+        residuals = np.empty(n)
+        for k in np.unique(folds):
+            held = np.flatnonzero(folds == k)
+            rest = np.flatnonzero(folds != k)
+            model = self._fit_target(target, [stats[i] for i in rest], y[rest])
+            pred = self._predict_target(target, model, [stats[i] for i in held])
+            residuals[held] = relative_residuals(y[held], pred)
+        return np.sort(residuals)
+
+    # -- predict ------------------------------------------------------------------------------
+    def _fitted(self) -> None:
+        if not hasattr(self, "models_"):
+            raise UsageError(f"predictor {self.name}", "is not fitted: call fit or load first")
+
+    def predict(self, graphs: Sequence[Graph]) -> dict[str, np.ndarray]:
+        """Point predictions ``{target: array}`` for every fitted target."""
+        self._fitted()
+        stats = [graph_stats(g) for g in _check_graphs(graphs)]
+        return {t: np.maximum(self._predict_target(t, self.models_[t], stats), 0.0) for t in self.targets_}
+
+    def in_domain(self, graphs: Sequence[Graph]) -> np.ndarray:
+        """True where a graph lies inside the feature-space neighbourhood of the training set."""
+        self._fitted()
+        return in_domain_mask(self.domain_, [graph_stats(g) for g in _check_graphs(graphs)])
+
+    def predict_interval(self, graphs: Sequence[Graph], alpha: float = 0.1) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Conformal ``(lo, hi)`` per target at nominal coverage ``1 - alpha``, widened out of domain."""
+        if not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
+            raise UsageError("alpha", f"must be in (0, 1), not {alpha!r}")
+        pred = self.predict(graphs)
+        widen = np.where(self.in_domain(graphs), 1.0, OOD_WIDENING)
+        out = {}
+        for target, p in pred.items():
+            q = conformal_quantile(self.residuals_[target], alpha) * widen
+            out[target] = (p * np.maximum(1.0 - q, 0.0), p * (1.0 + q))
+        return out
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted predictor to the directory ``path`` (created if needed)."""
+        from safetensors.numpy import save_file
+
+        self._fitted()
+        params = self.get_params()
+        try:
+            meta = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "name": self.name,
+                               "params": params, "targets": self.targets_, "n_train": self.n_train_,
+                               "feature_columns": list(COLUMNS)}, indent=2)
+        except TypeError as exc:
+            raise UsageError(f"predictor {self.name}", f"parameters are not JSON-serialisable: {exc}") from None
+        arrays = {f"model/{t}/{k}": np.ascontiguousarray(v, dtype=np.float64)
+                  for t, m in self.models_.items() for k, v in m.items()}
+        arrays.update({f"residuals/{t}": r for t, r in self.residuals_.items()})
+        arrays.update({f"domain/{k}": np.ascontiguousarray(v) for k, v in self.domain_.items()})
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        save_file(arrays, str(out / "arrays.safetensors"))
+        (out / "predictor.json").write_text(meta + "\n", encoding="utf-8")
+        return out
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> "Predictor":
+        """Read a predictor written by :meth:`save` (any registered class)."""
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        root = Path(path)
+        try:
+            meta = json.loads((root / "predictor.json").read_text(encoding="utf-8"))
+            arrays = load_file(str(root / "arrays.safetensors"))
+        except (OSError, ValueError, SafetensorError) as exc:
+            raise ModelLoadError(str(path), f"not a saved predictor ({type(exc).__name__}: {exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ModelLoadError(str(path), "predictor.json is not a perfcast predictor")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ModelLoadError(str(path), f"format version {meta.get('format_version')!r}; "
+                                            f"this perfcast reads {FORMAT_VERSION}")
+        if meta.get("feature_columns") != list(COLUMNS):
+            raise ModelLoadError(str(path), "saved with a different feature set")
+        pred = get_predictor(meta["name"], **meta["params"])
+        pred.targets_ = list(meta["targets"])
+        pred.n_train_ = int(meta["n_train"])
+        pred.models_ = {t: {} for t in pred.targets_}
+        pred.residuals_ = {}
+        pred.domain_ = {}
+        for key, value in arrays.items():
+            kind, _, rest = key.partition("/")
+            if kind == "model":
+                target, _, name = rest.partition("/")
+                pred.models_[target][name] = value
+            elif kind == "residuals":
+                pred.residuals_[rest] = value
+            elif kind == "domain":
+                pred.domain_[rest] = value
+        return pred

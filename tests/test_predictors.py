@@ -1,0 +1,179 @@
+"""One conformance test over every registered predictor, plus the features and PALEO's calibration.
+
+Data: NAS-Bench-201 networks (CIFAR-10, 32x32) with synthetic labels of realistic size:
+latency 0.06-0.3 ms = 1e-9 ms/MAC + 2e-9 ms/byte + 0.05 ms with 3% noise, memory = activation peak
++ weights with 1% noise, energy (2.5 mJ per ms, 3% noise) labelled for every other network only.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from perfcast.api import load
+from perfcast.errors import ModelLoadError, UsageError
+from perfcast.predictors import Predictor, get_predictor, predictor_names
+from perfcast.predictors.base import OOD_WIDENING
+from perfcast.predictors.features import COLUMNS, FAMILIES, graph_features, graph_stats
+from perfcast.spaces.registry import sample_specs
+
+N_TRAIN = 60
+
+
+@pytest.fixture(scope="module")
+def data():
+    graphs = [load(s) for s in sample_specs("nb201", N_TRAIN + 100, 0)]
+    ft = graph_features(graphs)
+    rng = np.random.default_rng(7)
+    moved = ft.column("bytes_read") + ft.column("bytes_written")
+    latency = (1e-9 * ft.column("macs") + 2e-9 * moved + 0.05) * (1 + 0.03 * rng.standard_normal(len(graphs)))
+    memory = (ft.column("activation_peak_bytes") + ft.column("weight_bytes")) * (1 + 0.01 * rng.standard_normal(len(graphs)))
+    energy = 2.5 * latency * (1 + 0.03 * rng.standard_normal(len(graphs)))
+    energy[::2] = np.nan
+    return graphs, {"latency_ms": latency, "memory_bytes": memory, "energy_mj": energy}
+
+
+def _split(data):
+    graphs, targets = data
+    train = {k: v[:N_TRAIN] for k, v in targets.items()}
+    test = {k: v[N_TRAIN:] for k, v in targets.items()}
+    return graphs[:N_TRAIN], train, graphs[N_TRAIN:], test
+
+
+def test_registry_lists_the_classic_methods():
+    assert {"flops", "paleo"} <= set(predictor_names())
+    with pytest.raises(UsageError, match="unknown name 'nope'; known: .*flops.*paleo"):
+        get_predictor("nope")
+    with pytest.raises(UsageError, match="bad parameters"):
+        get_predictor("flops", colour="red")
+
+
+@pytest.mark.parametrize("name", predictor_names())
+def test_conformance(name, data, tmp_path):
+    train_g, train_y, test_g, test_y = _split(data)
+    pred = get_predictor(name)
+    assert pred.fit(train_g, train_y) is pred
+    assert pred.targets_ == ["latency_ms", "energy_mj", "memory_bytes"]
+
+    out = pred.predict(test_g)
+    assert set(out) == set(pred.targets_)
+    for target, values in out.items():
+        assert values.shape == (len(test_g),) and np.isfinite(values).all() and (values > 0).all()
+        labelled = ~np.isnan(test_y[target])
+        assert np.mean(np.abs(values - test_y[target])[labelled] / test_y[target][labelled]) < 0.15, target
+
+    intervals = pred.predict_interval(test_g, alpha=0.1)
+    for target, (lo, hi) in intervals.items():
+        assert (lo <= out[target]).all() and (out[target] <= hi).all()
+        y = test_y[target]
+        labelled = ~np.isnan(y)
+        covered = np.mean((lo <= y)[labelled] & (y <= hi)[labelled])
+        assert 0.8 <= covered <= 0.98, (target, covered)
+
+    assert pred.in_domain(train_g).all()
+    assert pred.in_domain(test_g).mean() >= 0.95
+    far = load("zoo:vgg16")
+    assert pred.in_domain([far]).tolist() == [False]
+    # out of domain, the relative half-width of the interval is OOD_WIDENING times the in-domain one
+    lo_far, hi_far = pred.predict_interval([far, test_g[0]])["latency_ms"]
+    p_far = pred.predict([far, test_g[0]])["latency_ms"]
+    assert (hi_far[0] - p_far[0]) / p_far[0] == pytest.approx(OOD_WIDENING * (hi_far[1] - p_far[1]) / p_far[1])
+
+    pred.save(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "predictor.json").read_text())
+    assert meta["name"] == name and meta["format_version"] == 1
+    back = Predictor.load(tmp_path / "p")
+    assert type(back) is type(pred) and back.get_params() == pred.get_params()
+    for target, values in back.predict(test_g + [far]).items():
+        np.testing.assert_array_equal(values, pred.predict(test_g + [far])[target])
+    again = back.predict_interval(test_g + [far])
+    for target, (lo, hi) in pred.predict_interval(test_g + [far]).items():
+        np.testing.assert_array_equal(again[target][0], lo)
+        np.testing.assert_array_equal(again[target][1], hi)
+
+
+@pytest.mark.parametrize("name", predictor_names())
+def test_targets_without_labels_are_not_predicted(name, data):
+    train_g, train_y, test_g, _ = _split(data)
+    pred = get_predictor(name).fit(train_g, {"latency_ms": train_y["latency_ms"],
+                                              "energy_mj": np.full(N_TRAIN, np.nan)})
+    assert pred.targets_ == ["latency_ms"]
+    assert set(pred.predict(test_g[:3])) == {"latency_ms"}
+
+
+def _bad_fits(graphs, y):
+    n = len(graphs)
+    return {
+        "empty": ([], {"latency_ms": []}),
+        "length": (graphs, {"latency_ms": y[:-1]}),
+        "negative": (graphs, {"latency_ms": np.r_[-1.0, y[1:]]}),
+        "infinite": (graphs, {"latency_ms": np.r_[np.inf, y[1:]]}),
+        "unknown target": (graphs, {"throughput": y}),
+        "no labels": (graphs, {"latency_ms": np.full(n, np.nan)}),
+        "too few labels": (graphs, {"latency_ms": np.r_[y[:2], np.full(n - 2, np.nan)]}),
+        "not graphs": (["nb201:x"] * n, {"latency_ms": y}),
+    }
+
+
+@pytest.mark.parametrize("name", predictor_names())
+@pytest.mark.parametrize("case", list(_bad_fits([0] * 5, np.ones(5))))
+def test_bad_inputs_raise_usage_error(name, case, data):
+    train_g, train_y, _, _ = _split(data)
+    graphs, targets = _bad_fits(train_g[:10], train_y["latency_ms"][:10])[case]
+    with pytest.raises(UsageError) as info:
+        get_predictor(name).fit(graphs, targets)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", predictor_names())
+def test_unfitted_and_bad_alpha(name, data, tmp_path):
+    train_g, train_y, _, _ = _split(data)
+    with pytest.raises(UsageError, match="not fitted"):
+        get_predictor(name).predict(train_g)
+    pred = get_predictor(name).fit(train_g[:10], {"latency_ms": train_y["latency_ms"][:10]})
+    with pytest.raises(UsageError, match="alpha"):
+        pred.predict_interval(train_g[:2], alpha=1.5)
+    with pytest.raises(ModelLoadError):
+        Predictor.load(tmp_path / "missing")
+    pred.save(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "predictor.json").read_text())
+    (tmp_path / "p" / "predictor.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(ModelLoadError, match="format version 99"):
+        Predictor.load(tmp_path / "p")
+
+
+def test_bad_parameter_values():
+    train = [load(s) for s in sample_specs("nb201", 5, 0)]
+    with pytest.raises(UsageError, match="mode"):
+        get_predictor("paleo", mode="fastest").fit(train, {"latency_ms": np.ones(5)})
+    with pytest.raises(UsageError, match="use_bytes"):
+        get_predictor("flops", use_bytes="yes").fit(train, {"latency_ms": np.ones(5)})
+
+
+@pytest.mark.parametrize("mode", ["sum", "max"])
+def test_paleo_recovers_device_constants(mode, data):
+    graphs = data[0][:N_TRAIN]
+    peak, bandwidth, overhead = 2e11, 2e10, 0.003  # FLOP/s, bytes/s, ms per node
+    combine = np.add if mode == "sum" else np.maximum
+    rng = np.random.default_rng(3)
+    latency = np.array([
+        1e3 * combine(s.node_flops / peak, s.node_bytes / bandwidth).sum() + overhead * s.node_flops.size
+        for s in map(graph_stats, graphs)
+    ]) * (1 + 0.01 * rng.standard_normal(len(graphs)))
+    pred = get_predictor("paleo").fit(graphs, {"latency_ms": latency})
+    found = pred.device_constants("latency_ms")
+    assert found["mode"] == mode
+    assert found["peak_flops_per_s"] == pytest.approx(peak, rel=0.1)
+    assert found["bandwidth_bytes_per_s"] == pytest.approx(bandwidth, rel=0.1)
+    assert found["overhead_per_node"] == pytest.approx(overhead, rel=0.1)
+
+
+def test_features_of_mobilenet_v2():
+    g = load("zoo:mobilenet_v2?res=96")
+    row = dict(zip(COLUMNS, graph_features([g]).matrix[0]))
+    # torchvision's MobileNetV2: 17 depthwise 3x3 convs, 35 other convs, one classifier
+    assert (row["dwconv_count"], row["conv_count"], row["gemm_count"]) == (17, 35, 1)
+    assert sum(row[f"{f}_count"] for f in FAMILIES) == row["nodes"] == len(g.nodes)
+    assert sum(row[f"{f}_macs"] for f in FAMILIES) == row["macs"]
+    assert (row["batch"], row["input_elems"]) == (1, 3 * 96 * 96)
+    assert graph_stats(g) is graph_stats(load("zoo:mobilenet_v2?res=96"))  # cached by content hash
