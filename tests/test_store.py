@@ -86,6 +86,7 @@ def test_round_trip_of_device_network_measurement_and_kernels(store):
         "latency_ms_median": 1.5, "latency_ms_mean": 1.6, "latency_ms_min": 1.25, "latency_ms_p10": 1.3,
         "latency_ms_p90": 2.0, "repeat_cv": 0.04, "reference_ratio": 0.75, "peak_memory_bytes": 12_345_678,
         "energy_mj": None, "source": "profiler", "raw_samples_ms": [1.25, 1.5, 2.0],
+        "environment": {"host": "h1", "threads": 1},
     }
     assert store.kernel_profile_rows(m) == [
         {"seq": 0, "kernel_name": "Conv_fused_relu", "op_type": "FusedConv", "provider": "CPUExecutionProvider",

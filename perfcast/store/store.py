@@ -240,6 +240,52 @@ class Store:
 
         return self._write(add, retry_conflict=True)
 
+    def add_networks(self, items: Sequence[tuple[Graph, str]]) -> list[int]:
+        """:meth:`add_network` for many ``(graph, ref)`` pairs in one transaction; return
+        the network ids in order (graphs with one content hash share one network)."""
+        hashes = list(dict.fromkeys(graph.content_hash for graph, _ in items))
+        if not hashes:
+            return []
+        with self.engine.connect() as conn:
+            known = set(conn.scalars(select(Network.content_hash).where(Network.content_hash.in_(hashes))))
+        firsts = {}
+        for graph, ref in items:
+            firsts.setdefault(graph.content_hash, (graph, os.fspath(ref)))
+        rows = [_network_values(*firsts[h]) for h in hashes if h not in known]
+
+        def add(conn: Connection) -> list[int]:
+            found = set(conn.scalars(select(Network.content_hash).where(Network.content_hash.in_(hashes))))
+            new = [row for row in rows if row["content_hash"] not in found]
+            if new:
+                conn.execute(insert(Network), new)
+            ids = dict(conn.execute(select(Network.content_hash, Network.id).where(Network.content_hash.in_(hashes))).all())
+            return [ids[graph.content_hash] for graph, _ in items]
+
+        network_ids = self._write(add, retry_conflict=True)
+        self.add_network_refs(zip(network_ids, (ref for _, ref in items)))
+        return network_ids
+
+    def add_network_refs(self, pairs: Iterable[tuple[int, str | os.PathLike]]) -> int:
+        """Register many ``(network id, reference)`` names in one transaction; names a network
+        already has are skipped. Return the number added."""
+        wanted = list(dict.fromkeys((network_id, os.fspath(ref)) for network_id, ref in pairs))
+        for _, ref in wanted:
+            if not ref or len(ref) > REF_MAX_CHARS:
+                raise ValueError(f"a network reference needs 1 to {REF_MAX_CHARS} characters, not {len(ref)}")
+        if not wanted:
+            return 0
+        network_ids = sorted({network_id for network_id, _ in wanted})
+
+        def add(conn: Connection) -> int:
+            have = set(conn.execute(
+                select(NetworkRef.network_id, NetworkRef.ref).where(NetworkRef.network_id.in_(network_ids))).all())
+            new = [{"network_id": n, "ref": r} for n, r in wanted if (n, r) not in have]
+            if new:
+                conn.execute(insert(NetworkRef), new)
+            return len(new)
+
+        return self._write(add, retry_conflict=True)
+
     def add_measurement(self, network_id: int, device_id: int, **fields: Any) -> int:
         """Append one measurement (fields as in :func:`measurement_values`); return its id."""
         values = measurement_values(network_id, device_id, **fields)
