@@ -387,3 +387,16 @@ def test_cli_rejects_bad_spec_with_one_line(run_cli, spec):
     code, out, err = run_cli("analyze", spec)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and spec in err
+
+
+@needs_data
+def test_distinct_key_finds_the_6466_networks_of_nas_bench_201():
+    with gzip.open(DATA / "help_nasbench201_latency.csv.gz", "rt", newline="") as f:
+        arches = {row["arch_str"] for row in csv.DictReader(f)}
+    assert len(arches) == 15_625
+    assert len({nb201.distinct_key(a) for a in arches}) == 6_466
+    # a dead branch does not change the function: node 1 feeds only through `none`
+    a = "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|skip_connect~2|"
+    b = "|avg_pool_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|skip_connect~2|"
+    assert nb201.distinct_key(a) == nb201.distinct_key(b)
+    assert nb201.distinct_key(a) != nb201.distinct_key(ALL_3X3)
