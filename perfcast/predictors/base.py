@@ -25,7 +25,9 @@ those of a training graph (an architecture already seen is in domain). Out-of-do
 get intervals ``OOD_WIDENING`` times wider (``q`` multiplied).
 
 On disk a predictor is a directory: ``predictor.json`` (format, version, name, parameters,
-targets) and ``arrays.safetensors`` (every learned array). No pickle.
+targets) and ``arrays.safetensors`` (every learned array). A model may also hold text values
+(``str``: a lookup table's keys, a serialised tree ensemble); those are kept in ``predictor.json``
+under ``model_text`` (``{target: {key: text}}``). No pickle.
 """
 
 from __future__ import annotations
@@ -306,14 +308,17 @@ class Predictor:
 
         self._fitted()
         params = self.get_params()
+        text = {t: {k: v for k, v in m.items() if isinstance(v, str)} for t, m in self.models_.items()}
         try:
             meta = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION, "name": self.name,
                                "params": params, "targets": self.targets_, "n_train": self.n_train_,
-                               "feature_columns": list(COLUMNS)}, indent=2)
+                               "feature_columns": list(COLUMNS),
+                               **({"model_text": {t: m for t, m in text.items() if m}} if any(text.values()) else {})},
+                              indent=2)
         except TypeError as exc:
             raise UsageError(f"predictor {self.name}", f"parameters are not JSON-serialisable: {exc}") from None
         arrays = {f"model/{t}/{k}": np.ascontiguousarray(v, dtype=np.float64)
-                  for t, m in self.models_.items() for k, v in m.items()}
+                  for t, m in self.models_.items() for k, v in m.items() if not isinstance(v, str)}
         arrays.update({f"residuals/{t}": r for t, r in self.residuals_.items()})
         arrays.update({f"domain/{k}": np.ascontiguousarray(v) for k, v in self.domain_.items()})
         out = Path(path)
@@ -356,4 +361,11 @@ class Predictor:
                 pred.residuals_[rest] = value
             elif kind == "domain":
                 pred.domain_[rest] = value
+        text = meta.get("model_text", {})
+        if not isinstance(text, dict) or not all(
+                t in pred.models_ and isinstance(m, dict) and all(isinstance(v, str) for v in m.values())
+                for t, m in text.items()):
+            raise ModelLoadError(str(path), "predictor.json has a malformed model_text")
+        for target, values in text.items():
+            pred.models_[target].update(values)
         return pred

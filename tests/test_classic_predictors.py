@@ -1,0 +1,128 @@
+"""The FBNet lookup table, TVM's boosted trees and SPORE on synthetic labels built from NAS-Bench-201
+networks (CIFAR-10, 32x32), where the truth is known.
+
+- lut: latency = sum over nodes of a known cost per table entry (a per-op-type constant plus
+  per-MAC and per-byte terms), no noise;
+- gbt: latency = 1e-9 ms/MAC + 2e-9 ms/byte + 0.05 ms;
+- spore: log latency = 0.1 + 0.4 z(macs) + 0.25 z(macs) z(nodes), z = standardised log1p.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from perfcast.api import load
+from perfcast.errors import UsageError
+from perfcast.evaluation.metrics import spearman
+from perfcast.predictors import Predictor, get_predictor
+from perfcast.predictors.features import graph_features
+from perfcast.predictors.lut import graph_entries
+from perfcast.spaces.registry import sample_specs
+
+OP_BASE_MS = {"Conv": 0.004, "BatchNormalization": 0.002, "Relu": 0.001, "AveragePool": 0.003, "Add": 0.0015}
+
+
+@pytest.fixture(scope="module")
+def graphs():
+    return [load(s) for s in sample_specs("nb201", 160, 1)]
+
+
+def _entry_cost(key: str, macs: float, nbytes: float) -> float:
+    return OP_BASE_MS.get(key.split("|", 1)[0], 0.0005) + 2e-9 * macs + 1e-9 * nbytes
+
+
+def _lut_latency(graph) -> float:
+    e = graph_entries(graph)
+    return float(sum(n * _entry_cost(k, m, b) for k, n, m, b in zip(e.keys, e.counts, e.macs, e.nbytes)))
+
+
+def _mape(pred, y) -> float:
+    return float(np.mean(np.abs(pred - y) / y))
+
+
+def test_lut_recovers_entry_costs_and_predicts_held_out(graphs, tmp_path):
+    y = np.array([_lut_latency(g) for g in graphs])
+    lut = get_predictor("lut").fit(graphs[:100], {"latency_ms": y[:100]})
+    assert _mape(lut.predict(graphs[100:])["latency_ms"], y[100:]) < 0.05
+    table = lut.table()
+    truth = {k: _entry_cost(k, m, b) for g in graphs[:100] for k, m, b in
+             zip(graph_entries(g).keys, graph_entries(g).macs, graph_entries(g).nbytes)}
+    assert set(table) == set(truth)
+    # the five cells of a network are alike, so the labels pin down sums over the three stages:
+    # of the AveragePool 3x3 entries (avg_pool_3x3 edges) and of ReLU -> Conv -> BN (conv edges)
+    stages = ("1x16x32x32", "1x32x16x16", "1x64x8x8")
+    pools = [k for k in table if k.startswith("AveragePool|") and "strides=1x1" in k]
+    assert len(pools) == 3
+    assert sum(table[k] for k in pools) == pytest.approx(sum(truth[k] for k in pools), rel=0.03)
+    for kernel in ("1x1", "3x3"):
+        edges = [k for s in stages for k in (
+            f"Relu|{s}|{s}", f"BatchNormalization|{s}|{s}",
+            f"Conv|{s}|{s}|kernel_shape={kernel}|strides=1x1|pads={'1x1x1x1' if kernel == '3x3' else '0x0x0x0'}"
+            "|dilations=1x1|group=1")]
+        assert sum(table[k] for k in edges) == pytest.approx(sum(truth[k] for k in edges), rel=0.03), kernel
+    lut.save(tmp_path / "lut")
+    meta = json.loads((tmp_path / "lut" / "predictor.json").read_text())
+    assert set(json.loads(meta["model_text"]["latency_ms"]["keys"])) == set(table)
+    assert Predictor.load(tmp_path / "lut").table() == table
+
+
+def test_lut_flags_unseen_entries(graphs):
+    y = np.array([_lut_latency(g) for g in graphs[:60]])
+    lut = get_predictor("lut").fit(graphs[:60], {"latency_ms": y})
+    other = load("nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+                 "?dataset=cifar100")  # a 100-way classifier: new Gemm entry
+    assert set(graph_entries(other).keys) - set(lut.table())
+    assert lut.in_domain([other, graphs[0]]).tolist() == [False, True]
+    assert np.isfinite(lut.predict([other])["latency_ms"]).all()
+    with pytest.raises(UsageError, match="ridge"):
+        get_predictor("lut", ridge=-1.0).fit(graphs[:5], {"latency_ms": y[:5]})
+
+
+def _linear_latency(graphs) -> np.ndarray:
+    ft = graph_features(graphs)
+    return 1e-9 * ft.column("macs") + 2e-9 * (ft.column("bytes_read") + ft.column("bytes_written")) + 0.05
+
+
+def test_gbt_ranks_and_learns_from_updates(graphs, tmp_path):
+    y = _linear_latency(graphs)
+    order = np.argsort(y)
+    low, high = order[:100], order[100:]
+    high_new, high_test = high[::2], high[1::2]
+    gbt = get_predictor("gbt").fit([graphs[i] for i in low], {"latency_ms": y[low]})
+    again = get_predictor("gbt").fit([graphs[i] for i in low], {"latency_ms": y[low]})
+    assert again.models_["latency_ms"]["booster"] == gbt.models_["latency_ms"]["booster"]  # deterministic
+    test_g = [graphs[i] for i in high_test]
+    assert spearman(y[low], gbt.predict([graphs[i] for i in low])["latency_ms"], [str(i) for i in low]) > 0.95
+    before = _mape(gbt.predict(test_g)["latency_ms"], y[high_test])
+    gbt.update([graphs[i] for i in high_new], {"latency_ms": y[high_new]})
+    after = _mape(gbt.predict(test_g)["latency_ms"], y[high_test])
+    assert gbt.n_train_ == 130 and gbt.models_["latency_ms"]["train_y"].size == 130
+    assert after < before / 2, (before, after)
+    gbt.save(tmp_path / "gbt")
+    back = Predictor.load(tmp_path / "gbt")
+    np.testing.assert_array_equal(back.predict(test_g)["latency_ms"], gbt.predict(test_g)["latency_ms"])
+    with pytest.raises(UsageError, match="num_leaves"):
+        get_predictor("gbt", num_leaves=1).fit(test_g[:5], {"latency_ms": y[:5]})
+
+
+def test_spore_selects_few_terms_and_finds_the_planted_one(graphs, tmp_path):
+    ft = graph_features(graphs)
+    z = {c: np.log1p(ft.column(c)[:100]) for c in ("macs", "nodes")}
+    mean = {c: v.mean() for c, v in z.items()}
+    std = {c: v.std() for c, v in z.items()}
+    zs = {c: (np.log1p(ft.column(c)) - mean[c]) / std[c] for c in z}
+    y = np.exp(0.1 + 0.4 * zs["macs"] + 0.25 * zs["macs"] * zs["nodes"])
+    sp = get_predictor("spore").fit(graphs[:100], {"latency_ms": y[:100]})
+    model = sp.models_["latency_ms"]
+    terms = dict(sp.selected_terms())
+    assert len(terms) < 0.25 * model["n_terms"][0]
+    assert terms["z(macs) * z(nodes)"] > 0.1  # params nearly copies macs in NAS-Bench-201: shared weight
+    assert _mape(sp.predict(graphs[100:])["latency_ms"], y[100:]) < 0.03
+    linear = get_predictor("spore", degree=1).fit(graphs[:100], {"latency_ms": y[:100]})
+    assert _mape(linear.predict(graphs[100:])["latency_ms"], y[100:]) > 0.05
+    sp.save(tmp_path / "spore")
+    meta = json.loads((tmp_path / "spore" / "predictor.json").read_text())
+    assert {t["term"] for t in json.loads(meta["model_text"]["latency_ms"]["terms"])["terms"]} == set(terms)
+    with pytest.raises(UsageError, match="degree"):
+        get_predictor("spore", degree=0).fit(graphs[:5], {"latency_ms": y[:5]})
