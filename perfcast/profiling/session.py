@@ -105,8 +105,9 @@ def profile_into_store(
     summary = Summary()
     try:
         info = runner.device_info()
+        versions = ", ".join(f"{k} {v}" for k, v in info.get("runtime_versions", {}).items())
         device_id = store.upsert_device(
-            info["device"], runtime=runner.name, runtime_version=str(info.get("runtime_versions")),
+            info["device"], runtime=runner.name, runtime_version=versions,
             hardware=info.get("gpu") or info.get("cpu_model"), threads=threads, extra=info,
         )
         todo: list[tuple[Job, int, int]] = []
