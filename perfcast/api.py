@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from perfcast.analysis import Analysis, analyze_graph
 from perfcast.errors import ModelLoadError, UsageError
 from perfcast.ir.graph import Graph
 
-ModelRef = "str | os.PathLike | Graph | torch.nn.Module"
-
-
 def _is_torch_module(obj: Any) -> bool:
-    return type(obj).__module__.startswith("torch") or any(
-        c.__module__.startswith("torch.nn") for c in type(obj).__mro__
-    )
+    """A torch.nn.Module, recognised without importing torch."""
+    return any(c.__module__ == "torch.nn.modules.module" and c.__name__ == "Module" for c in type(obj).__mro__)
 
 
 def load(
