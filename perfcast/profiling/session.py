@@ -4,7 +4,6 @@ report a summary. The command line and the service call this through the API."""
 
 from __future__ import annotations
 
-import csv
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -36,13 +35,14 @@ class Summary:
 
 def jobs_from_manifest(path: str | os.PathLike) -> list[tuple[str, str]]:
     """(model ref, file path) pairs of a ``perfcast generate`` manifest."""
+    from perfcast.spaces.generate import read_manifest
+
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"--from {path}", "no such manifest file")
-    with open(p, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"model", "path"} <= set(rows[0]):
-        raise UsageError(f"--from {path}", "not a manifest (needs columns model and path)")
+    rows = read_manifest(p, required=("model", "path"))
+    if not rows:
+        raise UsageError(f"--from {path}", "the manifest lists no models")
     return [(r["model"], str(p.parent / r["path"])) for r in rows]
 
 

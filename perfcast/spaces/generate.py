@@ -19,13 +19,15 @@ from perfcast.spaces.registry import build_spec, sample_specs, spaces
 MANIFEST_FIELDS = ["model", "path", "content_hash", "macs", "params", "nodes"]
 
 
-def read_manifest(path: Path) -> list[dict]:
+def read_manifest(path: Path, required: tuple[str, ...] = tuple(MANIFEST_FIELDS)) -> list[dict]:
+    """The rows of a manifest (none if the file does not exist yet); its columns must
+    include ``required``."""
     if not path.exists():
         return []
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    if rows and set(MANIFEST_FIELDS) - set(rows[0]):
-        raise UsageError(str(path), f"not a perfcast manifest (columns {', '.join(MANIFEST_FIELDS)} expected)")
+    if rows and set(required) - set(rows[0]):
+        raise UsageError(str(path), f"not a perfcast manifest (columns {', '.join(required)} expected)")
     return rows
 
 
