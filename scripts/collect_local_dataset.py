@@ -29,9 +29,12 @@ def main() -> None:
                    help="record per-kernel profiles for the first N networks (default 600)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--time-budget", type=float, default=0.3)
+    p.add_argument("--skip", nargs="*", default=[], metavar="SPACE", help="leave these spaces out of this run")
     args = p.parse_args()
     per_space = []
     for space, count in DEFAULT_COUNTS.items():
+        if space in args.skip:
+            continue
         per_space.append(sample_specs(space, max(1, int(count * args.scale)), args.seed))
     per_space.append(sample_specs("zoo", 1000, 0))
     specs = [s for s in itertools.chain.from_iterable(itertools.zip_longest(*per_space)) if s is not None]

@@ -6,11 +6,24 @@ import gzip
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from perfcast import api
-from perfcast.datasets.shared import DEVICES, SOURCES, default_folder, import_shared, targets
+from perfcast.analysis import analyze_graph
+from perfcast.datasets.shared import (
+    DEVICES,
+    SOURCES,
+    CostCache,
+    _Networks,
+    default_folder,
+    import_shared,
+    import_source,
+    targets,
+)
 from perfcast.errors import UsageError
+from perfcast.spaces import nb201
 from perfcast.store import open_store
+from perfcast.store.models import Network
 
 REAL = default_folder()
 HWNAS, HELP201 = SOURCES["hwnasbench_nb201"], SOURCES["help_nasbench201"]
@@ -141,26 +154,78 @@ def test_batch_256_links_to_the_batch_256_network(imported):
     assert len(fbnet64) == 30
 
 
-def test_duplicate_strings_share_one_network(imported):
+def test_every_spec_names_the_network_it_builds(imported):
     db, _, kept = imported
     rows = kept["hwnasbench_nb201"]
-    a, b = rows[DUP_A]["arch_str"], rows[30]["arch_str"]
-    assert rows[30]["arch_id"] == str(DUP_B) and a != b
     with open_store(db) as store:
+        for row in (rows[0], rows[DUP_A], rows[-1]):
+            spec = nb201.spec_for_row(HWNAS.file, row)
+            network = store.find_network(api.load(spec).content_hash)
+            assert network is not None and spec in store.network_refs(network)
+        for batch in (32, 256):
+            graph = api.load("nb201:" + rows[DUP_A]["arch_str"], batch_size=batch)
+            [m] = [r for r in store.measurement_rows(device="help:1080ti", batch_size=batch, with_samples=True,
+                                                     source="import:help_nasbench201")
+                   if r["environment"]["arch_id"] == DUP_A]
+            assert m["content_hash"] == graph.content_hash and m["nodes"] == len(graph.nodes)
+
+
+def test_strings_that_build_one_graph_share_one_network(subset, tmp_path):
+    """Two NAS-Bench-201 strings whose graphs are equal (here: a loader that builds the first
+    string's graph for the second) are one network on every dataset and batch size, with
+    both strings as references and each string's own measurements."""
+    folder, kept = subset
+    rows = kept["hwnasbench_nb201"]
+    a, b = rows[DUP_A]["arch_str"], rows[30]["arch_str"]
+
+    def load(spec, batch_size):
+        return api.load(spec.replace(b, a), batch_size=batch_size)
+
+    with open_store(tmp_path / "dup.db") as store:
+        networks = _Networks(store, load)
+        for source in (HWNAS, HELP201):
+            import_source(store, folder, source, networks)
         for query in ("", "?dataset=cifar100", "?dataset=ImageNet16-120"):
-            ha, hb = (api.load(f"nb201:{arch}{query}").content_hash for arch in (a, b))
-            network = store.find_network(hb)
-            assert ha == hb and network is not None
+            network = store.find_network(f"nb201:{b}{query}")
+            assert network == store.find_network(f"nb201:{a}{query}") is not None
             assert store.network_refs(network) == [f"nb201:{a}{query}", f"nb201:{b}{query}"]
         for batch in (32, 256):
-            ids = {r["id"] for r in store.measurement_rows(device="help:1080ti", batch_size=batch)
-                   if r["content_hash"] == api.load(f"nb201:{b}", batch_size=batch).content_hash}
-            assert len(ids) == 2  # both strings were measured, on one network
-        # each string's own measurements keep their own values
+            found = [r for r in store.measurement_rows(device="help:1080ti", batch_size=batch, with_samples=True,
+                                                       source="import:help_nasbench201")
+                     if r["environment"]["arch_id"] in (DUP_A, DUP_B)]
+            assert len(found) == 2 and found[0]["content_hash"] == found[1]["content_hash"]
         edge = {r["environment"]["arch_id"]: r["latency_ms_median"]
                 for r in store.measurement_rows(device="hwnasbench:edgegpu", with_samples=True)
                 if r["environment"]["spec"] in (f"nb201:{a}", f"nb201:{b}")}
     assert edge == {DUP_A: float(rows[DUP_A]["edgegpu_latency"]), DUP_B: float(rows[30]["edgegpu_latency"])}
+
+
+def test_networks_keep_no_ir_and_their_costs_are_the_analysis(imported):
+    db, _, _ = imported
+    with open_store(db) as store:
+        with store.engine.connect() as conn:
+            rows = conn.execute(sa.select(Network.id, Network.ir_json, Network.source, Network.batch_size,
+                                          Network.macs, Network.flops, Network.params)).all()
+        for row in rows[::25]:
+            graph = store.network_graph(row.id)
+            analysis = analyze_graph(graph)
+            assert (row.macs, row.flops, row.params) == (analysis.macs, analysis.flops, analysis.params)
+            assert graph.content_hash == api.load(row.source, batch_size=row.batch_size).content_hash
+        measured = {r["content_hash"] for r in store.measurement_rows()}
+    assert {r.ir_json for r in rows} == {""} and all(r.batch_size >= 1 for r in rows)
+    assert len(rows) == len(measured) > 36 + 31 * 2 + 30 * 3 + 30 * 2  # one network per measured graph
+
+
+def test_cost_cache_gives_the_analysis_totals(subset):
+    _, kept = subset
+    costs = CostCache()
+    for source in SOURCES.values():
+        for row in kept[source.name][:10]:
+            for batch in (1, 32):
+                graph = api.load(source.space.spec_for_row(source.file, row), batch_size=batch)
+                analysis = analyze_graph(graph)
+                assert costs.totals(graph) == (analysis.macs, analysis.flops, analysis.params)
+    assert 0 < len(costs.costs) < 3 * 10 * 2 * 100  # nodes repeat across graphs
 
 
 def test_import_again_adds_nothing(imported, subset):

@@ -94,20 +94,25 @@ def test_nb201_shapes_and_dataset_option():
         build_spec(f"nb201:{ALL_3X3}?dataset=ImageNet16-120").content_hash
 
 
-def test_nb201_none_edges():
-    # all-none cells: nodes 1 and 2 are left out, the cell output is x - x of the cell input
+def _zero_muls(g) -> int:
+    return sum(1 for n in g.nodes if n.op_type == "Mul" and g.tensors[n.inputs[1]].value == (0.0,))
+
+
+def test_nb201_none_edges_are_multiplications_by_zero():
+    # NAS-Bench-201's Zero layer returns x.mul(0.): every none edge is one Mul by the literal 0
     g = build_spec(f"nb201:{ALL_NONE}")
-    ops = [n.op_type for n in g.nodes]
-    assert ops.count("Sub") == 15 and "AveragePool" in ops  # 15 zero cells; pools of the shortcuts
+    assert _zero_muls(g) == 6 * 15
+    assert [n.op_type for n in g.nodes].count("Add") == 3 * 15 + 2  # node sums; two reduction blocks
     # a conv whose output every later edge drops still runs (and is counted) in NAS-Bench-201
     dead = "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
     a = analyze_graph(build_spec(f"nb201:{dead}"))
     assert a.params == 73306 + 243040  # one 3x3 conv edge per cell: 5 * (2336 + 9280 + 36992)
-    assert [n.op_type for n in a.graph.nodes].count("Sub") == 15
-    # the same cell without the dead conv has no zero ops: node 3 is the skip edge
+    assert _zero_muls(a.graph) == 4 * 15
     live = "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"
     g = build_spec(f"nb201:{live}")
-    assert "Sub" not in {n.op_type for n in g.nodes} and analyze_graph(g).params == 73306
+    assert _zero_muls(g) == 5 * 15 and analyze_graph(g).params == 73306
+    # strings that compute the same function but differ in their zero edges are different graphs
+    assert build_spec(f"nb201:{dead}").content_hash != g.content_hash
 
 
 @needs_data

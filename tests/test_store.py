@@ -16,13 +16,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from pg import free_port, postgres_server, postgres_url  # noqa: F401  (fixtures)
 
-from perfcast.errors import UsageError
+from perfcast import api
+from perfcast.analysis import analyze_graph
+from perfcast.errors import ModelLoadError, UsageError
 from perfcast.ir.builder import GraphBuilder
-from perfcast.store import db, open_store, resolve_url
-from perfcast.store.models import Base, Measurement
+from perfcast.ir.serialize import dumps
+from perfcast.store import NetworkSummary, db, open_store, resolve_url
+from perfcast.store.models import Base, Measurement, Network
 
 TABLES = {"devices", "networks", "network_refs", "measurements", "kernel_profiles", db.VERSION_TABLE}
-HEAD = "0001"
+HEAD = "0002"
 
 
 def tiny_net(width: int = 4, name: str = "tiny", res: int = 8):
@@ -243,6 +246,44 @@ def test_migrations_create_the_schema_and_reopening_changes_nothing(url):
     again = open_store(url)
     assert again.find_network("spec:tiny") == net and again.count_networks() == 1
     again.close()
+
+
+def test_a_store_of_revision_0001_upgrades_and_keeps_its_networks(url):
+    graph = tiny_net()
+    engine = db.make_engine(url)
+    with db.write_transaction(engine) as conn:
+        db.command.upgrade(db.alembic_config(conn), "0001")
+        conn.execute(sa.text(
+            "INSERT INTO networks (content_hash, source, format, ir_json, macs, flops, params, nodes, created_at) "
+            "VALUES (:h, 'spec:tiny', 'spec', :ir, 6952, 0, 166, 6, CURRENT_TIMESTAMP)"), {"h": graph.content_hash,
+                                                                                         "ir": dumps(graph)})
+    engine.dispose()
+    store = open_store(url)
+    net = store.find_network(graph.content_hash)
+    assert store.network_graph(net).content_hash == graph.content_hash
+    with store.engine.connect() as conn:
+        assert conn.scalar(sa.select(Network.batch_size).where(Network.id == net)) is None
+    store.close()
+
+
+def test_spec_networks_keep_no_ir_and_are_rebuilt_from_their_spec(store):
+    graph = api.load("nb201:|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|avg_pool_3x3~2|", batch_size=2)
+    summary = NetworkSummary.of(graph, 2)
+    analysis = analyze_graph(graph)
+    assert (summary.macs, summary.flops, summary.params, summary.nodes) == (
+        analysis.macs, analysis.flops, analysis.params, len(graph.nodes))
+    spec = "nb201:|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|avg_pool_3x3~2|"
+    [first, again] = store.add_spec_networks([(summary, spec), (summary, "alias")])
+    assert first == again and store.network_refs(first) == [spec, "alias"]
+    assert store.add_network(graph, "file.onnx") == first and store.count_networks() == 1
+    assert store.network_graph(first).content_hash == graph.content_hash
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(Network.ir_json, Network.batch_size)).one() == ("", 2)
+    other = NetworkSummary.of(tiny_net(width=8), 2)
+    stale = store.add_spec_networks([(other, spec)])[0]  # the spec builds another graph than this one
+    with pytest.raises(ModelLoadError, match="now builds another graph"):
+        store.network_graph(stale)
+    assert store.network_ids([graph.content_hash, "0" * 32]) == {graph.content_hash: first}
 
 
 def test_packaged_migrations_are_found_without_alembic_ini():

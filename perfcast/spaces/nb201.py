@@ -19,19 +19,16 @@ parameter counts equal NAS-Bench-201's published ones (on CIFAR-10: 0.073306 M w
 cell has no convolution, 1.531546 M with six 3x3 convolutions). NAS-Bench-201's "FLOPs"
 column is ``macs`` plus the classifier's bias additions (one per class).
 
-``none`` edges: an edge that carries zeros adds nothing, so it is left out of its node's
-sum. Where zeros are still needed they are written as ``Sub(x, x)`` (one elementwise
-operator, the cost of NAS-Bench-201's ``x.mul(0)``):
-
-- a node whose inputs are all ``none`` is ``x - x`` of the cell input (it is left out
-  entirely when no other edge reads it);
-- a node with its own layers whose value no edge reads (all its outgoing edges are
-  ``none``) still runs in NAS-Bench-201, and its parameters and FLOPs are counted there:
-  it enters the cell output as ``x - x`` of that node.
-
-So every layer of NAS-Bench-201's network is in the graph, every node is connected to
-the input and the output, and the 341 architectures whose output is cut off from the
-input (every path contains ``none``) are valid graphs that compute constants.
+``none`` edges are computed as NAS-Bench-201's reference code computes them: its ``Zero``
+layer returns ``x.mul(0.)``, so a ``none`` edge is a ``Mul`` of its source node by the scalar
+literal 0 and enters its node's sum like any other edge. Every layer of the reference
+network is therefore in the graph, dead branches included (a node whose outgoing edges are
+all ``none`` still runs its convolutions), and the 341 architectures whose output is cut off
+from the input (every path contains ``none``) are valid graphs that compute constants.
+Whether a runtime folds such zeros away is the runtime's business: measured latencies differ
+between runtimes that do (TFLite) and runtimes that do not, and
+:func:`perfcast.analysis.liveness` tells the predictors which cost remains after folding.
+``skip_connect`` is the identity (no operator) and a node's sum is a chain of ``Add``.
 """
 
 from __future__ import annotations
@@ -181,7 +178,7 @@ def _edge(b: GraphBuilder, op: str, x: str) -> str:
 
 
 def _zeros(b: GraphBuilder, x: str) -> str:
-    return b.op("Sub", [x, x])
+    return b.mul(x, b.scalar("zero", 0.0))
 
 
 def _sum(b: GraphBuilder, terms: list[str]) -> str:
@@ -192,17 +189,9 @@ def _sum(b: GraphBuilder, terms: list[str]) -> str:
 
 
 def _cell(b: GraphBuilder, x0: str, cell: Cell) -> str:
-    """One cell on input ``x0``; ``none`` edges as the module docstring says."""
-    read = {j for node in cell for op, j in node if op != "none"}
-    values = {0: x0}
-    last = len(cell)
-    for i, edges in enumerate(cell, start=1):
-        terms = [_edge(b, op, values[j]) for op, j in edges if op != "none"]
-        if i == last:
-            terms += [_zeros(b, values[j]) for j in range(1, last) if j in values and j not in read]
-        if not terms:
-            if i not in read and i != last:
-                continue
-            terms = [_zeros(b, x0)]
-        values[i] = _sum(b, terms)
-    return values[last]
+    """One cell on input ``x0``: node i is the sum of one edge from every node j < i."""
+    values = [x0]
+    for edges in cell:
+        values.append(_sum(b, [_zeros(b, values[j]) if op == "none" else _edge(b, op, values[j])
+                               for op, j in edges]))
+    return values[-1]

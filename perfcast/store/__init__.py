@@ -9,6 +9,9 @@ SQLite (default ``~/.perfcast/perfcast.db``) or any SQLAlchemy database, Postgre
 """
 
 from perfcast.store.db import DEFAULT_PATH, ENV_VAR, resolve_url
-from perfcast.store.store import KernelRow, Store, measurement_values, open_store
+from perfcast.store.store import KernelRow, NetworkSummary, Store, measurement_values, open_store
 
-__all__ = ["DEFAULT_PATH", "ENV_VAR", "KernelRow", "Store", "measurement_values", "open_store", "resolve_url"]
+__all__ = [
+    "DEFAULT_PATH", "ENV_VAR", "KernelRow", "NetworkSummary", "Store", "measurement_values", "open_store",
+    "resolve_url",
+]

@@ -108,7 +108,9 @@ class Network(Base):
 
     ``source`` is the reference it was first added under; ``ir_json`` is the IR as
     written by :func:`perfcast.ir.serialize.dumps`; ``macs``, ``flops`` and ``params``
-    are those of :func:`perfcast.analysis.analyze_graph`.
+    are those of :func:`perfcast.analysis.analyze_graph`. A network built from a spec
+    string may keep no IR: ``ir_json`` is then empty and ``batch_size`` is set, and the
+    graph is ``perfcast.api.load(source, batch_size=batch_size)``.
     """
 
     __tablename__ = "networks"
@@ -123,6 +125,7 @@ class Network(Base):
     params: Mapped[int] = mapped_column(BigInteger)
     nodes: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    batch_size: Mapped[int | None] = mapped_column(Integer)
 
 
 class NetworkRef(Base):

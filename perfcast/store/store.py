@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypedDict, TypeVar
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from perfcast.analysis import analyze_graph
+from perfcast.errors import ModelLoadError
 from perfcast.ir.graph import Graph
 from perfcast.ir.serialize import dumps, loads
 from perfcast.store import queries
@@ -32,6 +34,8 @@ from perfcast.store.models import (
 )
 
 LATENCY_STATS = ("median", "mean", "min", "p10", "p90")
+# Most values in one SQL IN list (SQLite allows 32,766 bound parameters per statement).
+IN_LIST_MAX = 5000
 T = TypeVar("T")
 
 
@@ -220,71 +224,43 @@ class Store:
     def add_network(self, graph: Graph, ref: str | os.PathLike) -> int:
         """Store ``graph`` once per content hash and register ``ref`` as one of its names;
         return the network id. Adding the same graph again only adds a new name."""
-        ref = os.fspath(ref)
-        if not ref or len(ref) > REF_MAX_CHARS:
-            raise ValueError(f"a network reference needs 1 to {REF_MAX_CHARS} characters, not {len(ref)}")
-        content_hash = graph.content_hash
-        with self.engine.connect() as conn:
-            known = conn.scalar(select(Network.id).where(Network.content_hash == content_hash))
-        row = None if known is not None else _network_values(graph, ref)
+        return self.add_networks([(graph, ref)])[0]
 
-        def add(conn: Connection) -> int:
-            network_id = conn.scalar(select(Network.id).where(Network.content_hash == content_hash))
-            if network_id is None:
-                values = row or _network_values(graph, ref)
-                network_id = conn.scalar(insert(Network).values(values).returning(Network.id))
-            named = conn.scalar(select(NetworkRef.id).where(NetworkRef.network_id == network_id, NetworkRef.ref == ref))
-            if named is None:
-                conn.execute(insert(NetworkRef).values(network_id=network_id, ref=ref))
-            return network_id
-
-        return self._write(add, retry_conflict=True)
-
-    def add_networks(self, items: Sequence[tuple[Graph, str]]) -> list[int]:
+    def add_networks(self, items: Sequence[tuple[Graph, str | os.PathLike]]) -> list[int]:
         """:meth:`add_network` for many ``(graph, ref)`` pairs in one transaction; return
         the network ids in order (graphs with one content hash share one network)."""
+        items = [(graph, _checked_ref(ref)) for graph, ref in items]
         hashes = list(dict.fromkeys(graph.content_hash for graph, _ in items))
         if not hashes:
             return []
-        with self.engine.connect() as conn:
-            known = set(conn.scalars(select(Network.content_hash).where(Network.content_hash.in_(hashes))))
-        firsts = {}
+        known = self.network_ids(hashes)
+        firsts: dict[str, tuple[Graph, str]] = {}
         for graph, ref in items:
-            firsts.setdefault(graph.content_hash, (graph, os.fspath(ref)))
-        rows = [_network_values(*firsts[h]) for h in hashes if h not in known]
+            firsts.setdefault(graph.content_hash, (graph, ref))
+        rows = {h: _network_values(*firsts[h]) for h in hashes if h not in known}
+        return self._write(lambda conn: _add_networks(conn, rows, [(g.content_hash, r) for g, r in items]),
+                           retry_conflict=True)
 
-        def add(conn: Connection) -> list[int]:
-            found = set(conn.scalars(select(Network.content_hash).where(Network.content_hash.in_(hashes))))
-            new = [row for row in rows if row["content_hash"] not in found]
-            if new:
-                conn.execute(insert(Network), new)
-            ids = dict(conn.execute(select(Network.content_hash, Network.id).where(Network.content_hash.in_(hashes))).all())
-            return [ids[graph.content_hash] for graph, _ in items]
-
-        network_ids = self._write(add, retry_conflict=True)
-        self.add_network_refs(zip(network_ids, (ref for _, ref in items)))
-        return network_ids
+    def add_spec_networks(self, items: Sequence[tuple["NetworkSummary", str]]) -> list[int]:
+        """Store networks built from spec strings without their IR, with ``(summary, ref)``
+        pairs, in one transaction: each summary's network once per content hash (under the
+        first ``ref`` naming it, which must rebuild it at ``summary.batch_size``), each
+        ``ref`` as one of its names. Return the network ids in order."""
+        items = [(summary, _checked_ref(ref)) for summary, ref in items]
+        rows: dict[str, dict[str, Any]] = {}
+        for summary, ref in items:
+            if summary.content_hash not in rows:
+                rows[summary.content_hash] = summary.values(ref)
+        return self._write(lambda conn: _add_networks(conn, rows, [(s.content_hash, r) for s, r in items]),
+                           retry_conflict=True)
 
     def add_network_refs(self, pairs: Iterable[tuple[int, str | os.PathLike]]) -> int:
         """Register many ``(network id, reference)`` names in one transaction; names a network
         already has are skipped. Return the number added."""
-        wanted = list(dict.fromkeys((network_id, os.fspath(ref)) for network_id, ref in pairs))
-        for _, ref in wanted:
-            if not ref or len(ref) > REF_MAX_CHARS:
-                raise ValueError(f"a network reference needs 1 to {REF_MAX_CHARS} characters, not {len(ref)}")
+        wanted = [(network_id, _checked_ref(ref)) for network_id, ref in pairs]
         if not wanted:
             return 0
-        network_ids = sorted({network_id for network_id, _ in wanted})
-
-        def add(conn: Connection) -> int:
-            have = set(conn.execute(
-                select(NetworkRef.network_id, NetworkRef.ref).where(NetworkRef.network_id.in_(network_ids))).all())
-            new = [{"network_id": n, "ref": r} for n, r in wanted if (n, r) not in have]
-            if new:
-                conn.execute(insert(NetworkRef), new)
-            return len(new)
-
-        return self._write(add, retry_conflict=True)
+        return self._write(lambda conn: _add_refs(conn, wanted), retry_conflict=True)
 
     def add_measurement(self, network_id: int, device_id: int, **fields: Any) -> int:
         """Append one measurement (fields as in :func:`measurement_values`); return its id."""
@@ -332,12 +308,39 @@ class Store:
                 conn.scalars(select(NetworkRef.ref).where(NetworkRef.network_id == network_id).order_by(NetworkRef.id))
             )
 
+    def network_ids(self, hashes: Iterable[str]) -> dict[str, int]:
+        """The ids of the networks with these content hashes (hashes not stored are left out)."""
+        with self.engine.connect() as conn:
+            return _ids_of(conn, list(dict.fromkeys(hashes)))
+
     def network_graph(self, network_id: int) -> Graph:
-        """The stored IR graph of a network."""
-        text = self._scalar(select(Network.ir_json).where(Network.id == network_id))
-        if text is None:
+        """The IR graph of a network: the stored IR, else the graph its spec string rebuilds.
+
+        Raises :class:`perfcast.errors.ModelLoadError` when the spec now builds another
+        graph than the stored one (the space's code changed since it was stored).
+        """
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Network.ir_json, Network.source, Network.batch_size, Network.content_hash)
+                               .where(Network.id == network_id)).first()
+        if row is None:
             raise KeyError(f"no network with id {network_id}")
-        return loads(text, source=f"network {network_id}")
+        if row.ir_json:
+            return loads(row.ir_json, source=f"network {network_id}")
+        from perfcast import api
+
+        graph = api.load(row.source, batch_size=row.batch_size)
+        if graph.content_hash != row.content_hash:
+            raise ModelLoadError(f"network {network_id}", f"{row.source} now builds another graph "
+                                 f"({graph.content_hash}, not {row.content_hash}) and its IR was not stored")
+        return graph
+
+    def measurement_keys(self, source: str, key: str) -> set[tuple[str, int, Any]]:
+        """``(device name, batch size, environment[key])`` of every measurement from ``source``
+        (status ignored): what an importer has already added."""
+        stmt = (select(Device.name, Measurement.batch_size, Measurement.environment[key].as_string())
+                .join(Device, Measurement.device_id == Device.id).where(Measurement.source == source))
+        with self.engine.connect() as conn:
+            return {tuple(r) for r in conn.execute(stmt)}
 
     def has_good_measurement(
         self, network: int | str, device_id: int, batch_size: int, max_cv: float | None = None
@@ -391,6 +394,43 @@ class Store:
         return self._scalar(stmt)
 
 
+@dataclass(frozen=True)
+class NetworkSummary:
+    """What the store keeps of a network that a spec string rebuilds: its content hash,
+    the batch size it was built at, its format and the totals of
+    :func:`perfcast.analysis.analyze_graph`."""
+
+    content_hash: str
+    batch_size: int
+    format: str
+    macs: int
+    flops: int
+    params: int
+    nodes: int
+
+    @classmethod
+    def of(cls, graph: Graph, batch_size: int, totals: tuple[int, int, int] | None = None) -> "NetworkSummary":
+        """The summary of ``graph`` (built at ``batch_size``); ``totals`` are its
+        ``(macs, flops, params)`` where already known, else it is analysed."""
+        if totals is None:
+            analysis = analyze_graph(graph)
+            totals = (analysis.macs, analysis.flops, analysis.params)
+        return cls(graph.content_hash, batch_size, graph.source_format or "unknown", *totals, len(graph.nodes))
+
+    def values(self, ref: str) -> dict[str, Any]:
+        """Column values of the network, first named ``ref``, without IR."""
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, not {self.batch_size!r}")
+        return {**asdict(self), "source": ref, "ir_json": ""}
+
+
+def _checked_ref(ref: str | os.PathLike) -> str:
+    ref = os.fspath(ref)
+    if not ref or len(ref) > REF_MAX_CHARS:
+        raise ValueError(f"a network reference needs 1 to {REF_MAX_CHARS} characters, not {len(ref)}")
+    return ref
+
+
 def _network_values(graph: Graph, ref: str) -> dict[str, Any]:
     analysis = analyze_graph(graph)
     return {
@@ -403,6 +443,44 @@ def _network_values(graph: Graph, ref: str) -> dict[str, Any]:
         "params": analysis.params,
         "nodes": len(graph.nodes),
     }
+
+
+def _in_chunks(values: Sequence[T], size: int = IN_LIST_MAX) -> Iterable[Sequence[T]]:
+    return (values[i:i + size] for i in range(0, len(values), size))
+
+
+def _ids_of(conn: Connection, hashes: Sequence[str]) -> dict[str, int]:
+    """Content hash -> id of the stored networks among ``hashes``."""
+    found: dict[str, int] = {}
+    for part in _in_chunks(hashes):
+        found.update(conn.execute(select(Network.content_hash, Network.id).where(Network.content_hash.in_(part))).all())
+    return found
+
+
+def _add_networks(conn: Connection, rows: Mapping[str, dict[str, Any]], named: Sequence[tuple[str, str]]) -> list[int]:
+    """Insert the ``rows`` (by content hash) not stored yet and the ``(content hash, ref)``
+    names; return the network id of each name."""
+    ids = _ids_of(conn, list(rows) + [h for h, _ in named if h not in rows])
+    new = [row for h, row in rows.items() if h not in ids]
+    if new:
+        conn.execute(insert(Network), new)
+        ids.update(_ids_of(conn, [row["content_hash"] for row in new]))
+    network_ids = [ids[h] for h, _ in named]
+    _add_refs(conn, list(zip(network_ids, (ref for _, ref in named))))
+    return network_ids
+
+
+def _add_refs(conn: Connection, pairs: Sequence[tuple[int, str]]) -> int:
+    """Insert the ``(network id, ref)`` names a network does not have yet; return how many."""
+    wanted = list(dict.fromkeys(pairs))
+    have: set[tuple[int, str]] = set()
+    for part in _in_chunks(sorted({n for n, _ in wanted})):
+        have.update(conn.execute(
+            select(NetworkRef.network_id, NetworkRef.ref).where(NetworkRef.network_id.in_(part))).all())
+    new = [{"network_id": n, "ref": r} for n, r in wanted if (n, r) not in have]
+    if new:
+        conn.execute(insert(NetworkRef), new)
+    return len(new)
 
 
 def open_store(url: str | os.PathLike | None = None) -> Store:
