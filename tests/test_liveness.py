@@ -1,0 +1,47 @@
+"""Constant folding and dead-code elimination as predictors see it (perfcast.analysis.liveness)."""
+
+from perfcast import api
+from perfcast.analysis import analyze_graph
+from perfcast.analysis.liveness import running_nodes
+from perfcast.ir.builder import GraphBuilder
+from perfcast.predictors.features import COLUMNS, graph_stats
+
+STEM_REDUCTION_HEAD_MACS = 7_783_040  # NB201 CIFAR-10 network without cell convolutions
+
+
+def _running_macs(graph) -> int:
+    costs = analyze_graph(graph).node_costs
+    return sum(c.macs for c, runs in zip(costs, running_nodes(graph)) if runs and c is not None)
+
+
+def test_cut_off_network_runs_nothing():
+    g = api.load("nb201:|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    assert not any(running_nodes(g))
+    assert graph_stats(g).row[COLUMNS.index("live_macs")] == 0
+    assert graph_stats(g).row[COLUMNS.index("macs")] == STEM_REDUCTION_HEAD_MACS
+
+
+def test_branch_multiplied_by_zero_is_dead():
+    dead = api.load("nb201:|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    assert analyze_graph(dead).macs > STEM_REDUCTION_HEAD_MACS
+    assert _running_macs(dead) == STEM_REDUCTION_HEAD_MACS
+    full = api.load("nb201:|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+                    "nor_conv_3x3~2|")
+    assert all(running_nodes(full)) and _running_macs(full) == analyze_graph(full).macs
+
+
+def test_constant_subgraph_folds_and_bias_keeps_zero_from_propagating():
+    b = GraphBuilder("t")
+    x = b.input((1, 4, 8, 8))
+    zero = b.mul(x, b.scalar("zero", 0.0))
+    biased = b.conv(zero, 4, 3, bias=True)  # conv(0) + bias: a constant, not zero
+    y = b.add(b.act(x, "relu"), b.act(biased, "relu"))
+    b.output(y)
+    g = b.build()
+    ran = [(n.op_type, n.inputs[0]) for n, r in zip(g.nodes, running_nodes(g)) if r]
+    assert ran == [("Relu", x), ("Add", ran[0] and g.nodes[-1].inputs[0])]
+
+
+def test_zoo_networks_run_every_operator():
+    g = api.load("zoo:resnet18")
+    assert all(running_nodes(g))
