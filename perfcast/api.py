@@ -117,3 +117,164 @@ def profile(models: list, *, runtime: str = "ort-cpu", threads: int = 1, db: str
 
     return profile_into_store([os.fspath(m) for m in models], runtime=runtime, threads=threads, db=db,
                               manifest=manifest, **kwargs)
+
+
+def load_in_folder(ref: str, folder, *, batch_size: int | None = None) -> Graph:
+    """A model reference read from a file in ``folder`` (a CSV's folder): a path relative to
+    ``folder`` (or absolute), else a spec string."""
+    from perfcast import spaces
+
+    ref = ref.strip()
+    path = os.path.join(os.fspath(folder), ref)
+    if os.path.exists(path):
+        return load(path, batch_size=batch_size)
+    if spaces.is_spec(ref):
+        return spaces.build_spec(ref, batch_size or 1)
+    if os.path.exists(ref):
+        return load(ref, batch_size=batch_size)
+    raise ModelLoadError(ref, f"neither a file (looked in {os.fspath(folder) or '.'}) nor a spec string of a known space")
+
+
+def _prediction_rows(device, predictor, graphs: list[Graph], labels: list[str], alpha: float) -> list[dict]:
+    points = predictor.predict(graphs)
+    intervals = predictor.predict_interval(graphs, alpha)
+    inside = predictor.in_domain(graphs)
+    rows = []
+    for i, label in enumerate(labels):
+        row: dict[str, Any] = {"model": label, "device": device.name, "predictor": predictor.name}
+        for target in ("latency_ms", "memory_bytes", "energy_mj"):
+            if target not in points:
+                row[target] = None
+                row[f"{target}_interval"] = None
+                continue
+            lo, hi = intervals[target]
+            if target == "memory_bytes":
+                row[target] = int(round(float(points[target][i])))
+                row[f"{target}_interval"] = [int(round(float(lo[i]))), int(round(float(hi[i])))]
+            else:
+                row[target] = float(points[target][i])
+                row[f"{target}_interval"] = [float(lo[i]), float(hi[i])]
+        row["in_domain"] = bool(inside[i])
+        rows.append(row)
+    return rows
+
+
+def predict(models: list, *, device=None, predictor: str | None = None, batch_size: int | None = None,
+            input_shapes: dict[str, tuple[int, ...]] | None = None, alpha: float = 0.1) -> list[dict]:
+    """Predicted latency (ms per batch), peak memory (bytes) and energy (mJ per batch) of each model
+    on ``device`` (a shipped device's name or a device file; default the local CPU device), with
+    conformal intervals at coverage ``1 - alpha`` and the domain check (keys of ``perfcast predict
+    --json``; a target the device does not model is None)."""
+    from perfcast.devices import resolve_device
+
+    dev = resolve_device(device)
+    pred = dev.predictor(predictor)
+    graphs = [load(m, batch_size=batch_size, input_shapes=input_shapes) for m in models]
+    labels = [os.fspath(m) if isinstance(m, (str, os.PathLike)) else (g.name or type(m).__name__)
+              for m, g in zip(models, graphs)]
+    return _prediction_rows(dev, pred, graphs, labels, alpha)
+
+
+def predict_many(refs, *, device=None, predictor: str | None = None, batch_size: int | None = None,
+                 folder=None, chunk: int = 128, alpha: float = 0.1, where=None, workers: int = 1):
+    """:func:`predict` over an iterable of model references, ``chunk`` graphs at a time (only one
+    chunk of graphs per worker is alive at once); yields one result dict per reference, in order.
+    References are resolved by :func:`load_in_folder` when ``folder`` is given. A reference that
+    cannot be loaded raises its error with the subject ``where(k, ref)`` (default ``item k (ref)``,
+    k from 1). ``workers`` > 1 spreads the chunks over that many processes (the device is then
+    named by a shipped name or a file path)."""
+    import itertools
+
+    from perfcast.devices import resolve_device
+
+    if not isinstance(chunk, int) or chunk < 1:
+        raise UsageError("chunk", f"must be a positive integer, not {chunk!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise UsageError("workers", f"must be a positive integer, not {workers!r}")
+    dev = resolve_device(device)
+    pred = dev.predictor(predictor)
+    context = (device, predictor, folder, batch_size, alpha)
+    it = iter(refs)
+    chunks = ((start, list(part)) for start, part in (
+        (k * chunk + 1, itertools.islice(it, chunk)) for k in itertools.count()))
+    chunks = itertools.takewhile(lambda c: c[1], chunks)
+    if workers == 1 or not (device is None or isinstance(device, (str, os.PathLike))):
+        results = (_predict_chunk(c, (dev, pred) + context[2:]) for c in chunks)
+        yield from _rows_or_raise(results, where)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers, _init_predict_worker, (context,)) as pool:
+        yield from _rows_or_raise(pool.imap(_predict_worker_chunk, chunks), where)
+
+
+_WORKER_CONTEXT: tuple = ()
+
+
+def _init_predict_worker(context: tuple) -> None:
+    from perfcast.devices import resolve_device
+
+    global _WORKER_CONTEXT
+    device, predictor, *rest = context
+    dev = resolve_device(device)
+    _WORKER_CONTEXT = (dev, dev.predictor(predictor), *rest)
+
+
+def _predict_worker_chunk(part: tuple[int, list[str]]):
+    return _predict_chunk(part, _WORKER_CONTEXT)
+
+
+def _predict_chunk(part: tuple[int, list[str]], context: tuple):
+    """``("ok", rows)`` for a chunk of references, or ``("error", k, ref, error class name, problem)``
+    for the first that cannot be loaded (errors travel between processes as plain values)."""
+    from perfcast.errors import PerfcastError
+
+    dev, pred, folder, batch_size, alpha = context
+    start, refs = part
+    graphs = []
+    for k, ref in enumerate(refs, start=start):
+        try:
+            graphs.append(load_in_folder(ref, folder, batch_size=batch_size) if folder is not None
+                          else load(ref, batch_size=batch_size))
+        except PerfcastError as exc:
+            return ("error", k, ref, type(exc).__name__, exc.problem)
+    return ("ok", _prediction_rows(dev, pred, graphs, refs, alpha))
+
+
+def _rows_or_raise(results, where):
+    from perfcast import errors
+
+    for result in results:
+        if result[0] == "error":
+            _, k, ref, kind, problem = result
+            cls = getattr(errors, kind, errors.PerfcastError)
+            subject = where(k, ref) if where is not None else f"item {k} ({ref})"
+            raise cls(subject, f"model {ref!r}: {problem}" if where is not None else problem)
+        yield from result[1]
+
+
+def adapt(samples, out, *, bases: list[str] | None = None, name: str | None = None,
+          batch_size: int | None = None) -> dict:
+    """A new device file ``out`` from the measurements of the CSV ``samples`` (columns model,
+    latency_ms, optional energy_mj and memory_bytes), transferring from the shipped devices (or
+    the devices named in ``bases``); returns a summary. Nothing is written on an error."""
+    from pathlib import Path
+
+    from perfcast.adapt import adapt as _adapt
+    from perfcast.adapt import labelled_rows, read_samples
+    from perfcast.devices import Device, resolve_device, save_device, shipped_devices
+
+    samples_path = Path(samples)
+    data = read_samples(samples_path, batch_size=batch_size)
+    base_devices = [resolve_device(b) for b in (bases or [d.name for d in shipped_devices()])]
+    predictor = _adapt(data.graphs, data.targets, [d.predictor() for d in base_devices])
+    made: dict[str, Any] = {"method": predictor.name, "rows": labelled_rows(data.targets),
+                            "samples": samples_path.name}
+    if hasattr(predictor, "chosen_bases"):
+        made["bases"] = {t: [{"device": base_devices[i].name if i >= 0 else "flops prior", "target": bt}
+                             for i, bt in pairs] for t, pairs in predictor.chosen_bases().items()}
+    device_name = name or Path(out).stem
+    device = Device(name=device_name, predictors={predictor.name: predictor}, default_predictor=predictor.name,
+                    description=f"adapted from {made['rows']} measurements in {samples_path.name}", made=made)
+    path = save_device(device, out)
+    return {"device": device_name, "out": str(path), "targets": device.targets, **made}

@@ -17,12 +17,13 @@ from perfcast.predictors.base import OOD_WIDENING
 from perfcast.predictors.features import COLUMNS, FAMILIES, graph_features, graph_stats
 from perfcast.spaces.registry import sample_specs
 
-N_TRAIN = 60
+N_TRAIN = 100
+N_TEST = 300
 
 
 @pytest.fixture(scope="module")
 def data():
-    graphs = [load(s) for s in sample_specs("nb201", N_TRAIN + 100, 0)]
+    graphs = [load(s) for s in sample_specs("nb201", N_TRAIN + N_TEST, 0)]
     ft = graph_features(graphs)
     rng = np.random.default_rng(7)
     moved = ft.column("bytes_read") + ft.column("bytes_written")

@@ -152,7 +152,7 @@ class Graph:
     graph input or a constant, and that there is no cycle.
     """
 
-    __slots__ = ("name", "nodes", "tensors", "inputs", "outputs", "source_format", "_hash")
+    __slots__ = ("name", "nodes", "tensors", "inputs", "outputs", "source_format", "_hash", "__weakref__")
 
     def __init__(
         self,

@@ -4,7 +4,7 @@
 ``Predictor.load(path)`` reads a saved one back. See :mod:`perfcast.predictors.base`.
 """
 
-from perfcast.predictors import flops, gbt, lut, paleo, spore  # noqa: F401  (registers the predictors)
+from perfcast.predictors import flops, gbt, halide, kernel, lut, opwise, paleo, spore, transfer  # noqa: F401  (registers the predictors)
 from perfcast.predictors.base import (
     TARGETS,
     Predictor,

@@ -9,6 +9,12 @@ A subclass implements two hooks that see only its parameters, never learned stat
 ``_fit_target(target, stats, y) -> {key: array}`` and ``_predict_target(target, model, stats)``,
 where ``stats`` is a list of :class:`perfcast.predictors.features.GraphStats`.
 
+``fit`` optionally takes ``kernel_profiles``: per graph, a list of kernel rows in the store's
+shape (:func:`perfcast.profiling.session.kernel_row`: ``kernel_name``, ``op_type``, ``provider``,
+``node_names``, ``duration_us``, ``sample_count``) or None where the graph has no profile. They
+reach the hook ``_fit_target_profiled(target, stats, y, profiles)``, whose default ignores them
+and calls ``_fit_target``; a method that learns from kernels overrides it.
+
 Error bars are split-conformal with cross-fitting (CV+ simplified to one quantile): the labelled
 graphs of a target are cut into ``CONFORMAL_FOLDS`` folds; each fold is predicted by a model fitted
 on the others, giving out-of-sample RELATIVE residuals ``|y - yhat| / yhat``. For a miscoverage
@@ -54,6 +60,8 @@ DOMAIN_K = 5
 DOMAIN_MIN_SCALE = 0.1
 DOMAIN_PERCENTILE = 99.0
 OOD_WIDENING = 2.0
+SAME_FEATURES = 1e-6  # standardised distance below which two graphs count as the same features
+_DISTANCE_BLOCK = 512
 
 _REGISTRY: dict[str, type["Predictor"]] = {}
 
@@ -170,6 +178,26 @@ def _check_targets(targets, n: int) -> dict[str, np.ndarray]:
     return out
 
 
+def _check_profiles(profiles, n: int) -> list[list[dict] | None] | None:
+    if profiles is None:
+        return None
+    if isinstance(profiles, (str, bytes, Mapping)) or not isinstance(profiles, Sequence) or len(profiles) != n:
+        raise UsageError("kernel_profiles", f"must be a list of {n} kernel-row lists (None where a graph has none)")
+    for i, rows in enumerate(profiles):
+        if rows is None:
+            continue
+        if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Sequence):
+            raise UsageError(f"kernel_profiles[{i}]", "must be a list of kernel rows or None")
+        for j, row in enumerate(rows):
+            names = row.get("node_names") if isinstance(row, Mapping) else None
+            duration = row.get("duration_us") if isinstance(row, Mapping) else None
+            if not isinstance(names, Sequence) or isinstance(names, str) or not all(isinstance(x, str) for x in names):
+                raise UsageError(f"kernel_profiles[{i}][{j}]", "needs node_names, a list of node names")
+            if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not duration >= 0:
+                raise UsageError(f"kernel_profiles[{i}][{j}]", f"duration_us must be a number >= 0, not {duration!r}")
+    return list(profiles)
+
+
 # --- conformal and domain helpers ----------------------------------------------------------------
 def relative_residuals(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.abs(y - pred) / np.maximum(pred, 1e-12 * max(float(np.max(np.abs(y))), 1e-300))
@@ -187,12 +215,21 @@ def _log_features(stats: Sequence[GraphStats]) -> np.ndarray:
 
 
 def _neighbour_distances(z: np.ndarray, reference: np.ndarray, k: int, leave_one_out: bool) -> np.ndarray:
-    """Sorted distances from each row of ``z`` to its ``k`` nearest rows of ``reference``."""
-    d = np.sqrt(((z[:, None, :] - reference[None, :, :]) ** 2).sum(-1))
-    if leave_one_out:
-        np.fill_diagonal(d, np.inf)
+    """Sorted distances from each row of ``z`` to its ``k`` nearest rows of ``reference``
+    (``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b``, in row blocks so memory stays bounded)."""
     k = max(1, min(k, reference.shape[0] - (1 if leave_one_out else 0)))
-    return np.sort(d, axis=1)[:, :k]
+    ref_sq = (reference ** 2).sum(axis=1)
+    out = np.empty((z.shape[0], k))
+    for start in range(0, z.shape[0], _DISTANCE_BLOCK):
+        block = z[start: start + _DISTANCE_BLOCK]
+        d2 = (block ** 2).sum(axis=1)[:, None] + ref_sq[None, :] - 2.0 * block @ reference.T
+        d = np.sqrt(np.maximum(d2, 0.0))
+        if leave_one_out:
+            rows = np.arange(block.shape[0])
+            d[rows, start + rows] = np.inf
+        nearest = np.partition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else d
+        out[start: start + block.shape[0]] = np.sort(nearest, axis=1)
+    return out
 
 
 def fit_domain(stats: Sequence[GraphStats]) -> dict[str, np.ndarray]:
@@ -210,7 +247,7 @@ def fit_domain(stats: Sequence[GraphStats]) -> dict[str, np.ndarray]:
 def in_domain_mask(domain: Mapping[str, np.ndarray], stats: Sequence[GraphStats]) -> np.ndarray:
     zs = (_log_features(stats) - domain["mean"]) / domain["scale"]
     near = _neighbour_distances(zs, domain["train"], DOMAIN_K, False)
-    return (near.mean(axis=1) <= float(domain["threshold"][0])) | (near[:, 0] <= 1e-9)
+    return (near.mean(axis=1) <= float(domain["threshold"][0])) | (near[:, 0] <= SAME_FEATURES)
 
 
 # --- the interface -----------------------------------------------------------------------------
@@ -242,33 +279,44 @@ class Predictor:
     def _predict_target(self, target: str, model: Mapping[str, np.ndarray], stats: list[GraphStats]) -> np.ndarray:
         raise NotImplementedError
 
+    def _fit_target_profiled(self, target: str, stats: list[GraphStats], y: np.ndarray,
+                             profiles: list[list[dict] | None] | None) -> dict[str, np.ndarray]:
+        """``_fit_target`` given the kernel profiles of the same graphs (None when fit got none)."""
+        return self._fit_target(target, stats, y)
+
     # -- fit ----------------------------------------------------------------------------------
-    def fit(self, graphs: Sequence[Graph], targets: Mapping[str, Sequence[float]]) -> "Predictor":
-        """Learn every target that has labels; NaN marks a missing label."""
+    def fit(self, graphs: Sequence[Graph], targets: Mapping[str, Sequence[float]],
+            kernel_profiles: Sequence[list[dict] | None] | None = None) -> "Predictor":
+        """Learn every target that has labels; NaN marks a missing label. ``kernel_profiles``
+        (optional) holds each graph's kernel rows, for methods that learn from kernels."""
         self._check_params()
         graphs = _check_graphs(graphs)
         labels = _check_targets(targets, len(graphs))
+        profiles = _check_profiles(kernel_profiles, len(graphs))
         stats = [graph_stats(g) for g in graphs]
         self.models_: dict[str, dict[str, np.ndarray]] = {}
         self.residuals_: dict[str, np.ndarray] = {}
         for target, y in labels.items():
             keep = np.flatnonzero(~np.isnan(y))
             sub = [stats[i] for i in keep]
-            self.models_[target] = self._fit_target(target, sub, y[keep])
-            self.residuals_[target] = self._cross_residuals(target, sub, y[keep])
+            sub_profiles = None if profiles is None else [profiles[i] for i in keep]
+            self.models_[target] = self._fit_target_profiled(target, sub, y[keep], sub_profiles)
+            self.residuals_[target] = self._cross_residuals(target, sub, y[keep], sub_profiles)
         self.targets_ = [t for t in TARGETS if t in labels]
         self.domain_ = fit_domain(stats)
         self.n_train_ = len(graphs)
         return self
 
-    def _cross_residuals(self, target: str, stats: list[GraphStats], y: np.ndarray) -> np.ndarray:
+    def _cross_residuals(self, target: str, stats: list[GraphStats], y: np.ndarray,
+                         profiles: list[list[dict] | None] | None = None) -> np.ndarray:
         n = len(stats)
         folds = np.random.default_rng(0).permutation(n) % min(CONFORMAL_FOLDS, n)
         residuals = np.empty(n)
         for k in np.unique(folds):
             held = np.flatnonzero(folds == k)
             rest = np.flatnonzero(folds != k)
-            model = self._fit_target(target, [stats[i] for i in rest], y[rest])
+            rest_profiles = None if profiles is None else [profiles[i] for i in rest]
+            model = self._fit_target_profiled(target, [stats[i] for i in rest], y[rest], rest_profiles)
             pred = self._predict_target(target, model, [stats[i] for i in held])
             residuals[held] = relative_residuals(y[held], pred)
         return np.sort(residuals)

@@ -6,12 +6,22 @@ One row per graph, with named columns:
   ``activation_peak_bytes``, ``nodes``;
 - input: ``batch`` (first dimension of the first graph input) and ``input_elems`` (elements of
   all graph inputs per sample: 3 x H x W for an image network);
+- after folding: ``live_macs``, ``live_flops``, ``live_bytes`` and ``live_nodes`` count only the
+  operators that still run after constant folding and dead-code elimination
+  (:mod:`perfcast.analysis.liveness`), which some runtimes do and others do not;
 - per op family (see :data:`FAMILIES`): ``<family>_macs``, ``<family>_flops``, ``<family>_bytes``
-  (read + written) and ``<family>_count``.
+  (read + written) and ``<family>_count``;
+- dataflow between families: ``flow_<a>_<b>`` counts the edges from an operator of family ``a``
+  to one of family ``b`` where both still run after folding (the producer-consumer pairs that
+  runtimes fuse into one kernel, or launch as two).
 
 Op families are looked up by exact op type (ONNX and TFLite names) in :data:`OP_FAMILY`; an op type
 that is not listed counts as ``other``. A ``Conv`` whose ``group`` equals its input channels (and is
 above 1) is a depthwise convolution, as is TFLite's ``DEPTHWISE_CONV_2D``.
+
+Beside the row, :class:`GraphStats` holds a :class:`NodeTable`: one row per node (in the graph's
+topological order) with its op type, family, cost (:data:`NODE_COLUMNS`) and dataflow edges, for
+predictors that cost nodes or runtime kernels one by one.
 
 Results are cached per graph content hash (the architecture, not the object), so the same
 network seen by several predictors or folds is analysed once.
@@ -19,6 +29,7 @@ network seen by several predictors or folds is analysed once.
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
@@ -26,6 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from perfcast.analysis import analyze_graph
+from perfcast.analysis.liveness import running_nodes
 from perfcast.ir.graph import Graph, Node
 from perfcast.ops import onnx_ops, tflite_ops
 
@@ -60,21 +72,141 @@ _FAMILY_MEMBERS: dict[str, tuple[str, ...]] = {
 OP_FAMILY: dict[str, str] = {op: fam for fam, ops in _FAMILY_MEMBERS.items() for op in ops}
 
 TOTALS = ("macs", "flops", "params", "bytes_read", "bytes_written", "weight_bytes", "activation_peak_bytes",
-          "nodes", "batch", "input_elems")
+          "nodes", "batch", "input_elems", "live_macs", "live_flops", "live_bytes", "live_nodes")
 COLUMNS: tuple[str, ...] = TOTALS + tuple(
     f"{fam}_{what}" for fam in FAMILIES for what in ("macs", "flops", "bytes", "count")
-)
+) + tuple(f"flow_{a}_{b}" for a in FAMILIES for b in FAMILIES)
 _COLUMN_INDEX = {c: i for i, c in enumerate(COLUMNS)}
+N_AGGREGATE = COLUMNS.index(f"flow_{FAMILIES[0]}_{FAMILIES[0]}")  # totals and per-family columns come first
+
+
+class GraphStats:
+    """What predictors need of one graph: its feature row and per-node FLOPs and bytes, and on
+    demand its :class:`NodeTable` (``nodes``), built from the graph the stats were last asked for
+    (most predictors never need it, so it is not built up front)."""
+
+    __slots__ = ("content_hash", "row", "node_flops", "node_bytes", "_nodes", "_graph")
+
+    def __init__(self, content_hash: str, row: np.ndarray, node_flops: np.ndarray, node_bytes: np.ndarray,
+                 nodes: "NodeTable | None" = None, graph: Graph | None = None) -> None:
+        self.content_hash = content_hash
+        self.row = row  # float64, aligned with COLUMNS
+        self.node_flops = node_flops  # float64, one entry per costed node
+        self.node_bytes = node_bytes  # bytes read + written per costed node
+        self._nodes = nodes
+        self._graph = weakref.ref(graph) if graph is not None else None
+
+    @property
+    def nodes(self) -> "NodeTable | None":
+        """Per-node table of every node (see :func:`node_table`); None when the graph is gone."""
+        if self._nodes is None and self._graph is not None:
+            graph = self._graph()
+            if graph is not None:
+                self._nodes = node_table(graph, analyze_graph(graph).node_costs)
+        return self._nodes
+
+    def _attach(self, graph: Graph) -> None:
+        if self._nodes is None:
+            self._graph = weakref.ref(graph)
+
+
+NODE_COLUMNS: tuple[str, ...] = (
+    "macs", "flops", "bytes_read", "bytes_written", "params", "in_elems", "out_elems", "weight_elems",
+    "kernel", "in_channels", "out_channels", "stride", "group", "inner_dim", "costed", "const_fed",
+)
+_NODE_INDEX = {c: i for i, c in enumerate(NODE_COLUMNS)}
 
 
 @dataclass(frozen=True)
-class GraphStats:
-    """What predictors need of one graph: its feature row and per-node FLOPs and bytes."""
+class NodeTable:
+    """Every node of a graph in topological order with what predictors of per-node or per-kernel
+    cost need (:data:`NODE_COLUMNS`):
 
-    content_hash: str
-    row: np.ndarray  # float64, aligned with COLUMNS
-    node_flops: np.ndarray  # float64, one entry per costed node
-    node_bytes: np.ndarray  # bytes read + written per costed node
+    - ``macs``, ``flops``, ``bytes_read``, ``bytes_written``, ``params`` from the op's cost rule
+      (zeros and ``costed = 0`` where no rule covers it);
+    - ``in_elems`` (elements of non-constant inputs), ``out_elems``, ``weight_elems`` (elements of
+      constant inputs);
+    - ``kernel`` (product of the spatial kernel sizes, 1 without one), ``in_channels`` and
+      ``out_channels`` (dimension 1 of the first input and output, 0 below rank 2), ``stride``
+      (product of strides, 1 without), ``group``, ``inner_dim`` (last dimension of the first output);
+    - ``const_fed``: 1 when every input is a constant or computed from constants only (a constant
+      subgraph that a runtime can fold).
+
+    ``producers[i]`` are the nodes whose outputs node ``i`` reads; ``consumers[i]`` the nodes that
+    read an output of node ``i``; ``kinds`` are op types with ``Conv`` split into ``Conv`` and
+    ``Conv:dw`` (depthwise).
+    """
+
+    names: tuple[str, ...]
+    op_types: tuple[str, ...]
+    kinds: tuple[str, ...]
+    families: tuple[str, ...]
+    values: np.ndarray  # (nodes, NODE_COLUMNS) float64
+    producers: tuple[tuple[int, ...], ...]
+    consumers: tuple[tuple[int, ...], ...]
+
+    def column(self, name: str) -> np.ndarray:
+        return self.values[:, _NODE_INDEX[name]]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def _node_row(node: Node, graph: Graph, cost, const: set[str]) -> np.ndarray:
+    row = np.zeros(len(NODE_COLUMNS))
+    if cost is not None:
+        row[:5] = (cost.macs, cost.flops, cost.bytes_read, cost.bytes_written, cost.params)
+        row[_NODE_INDEX["costed"]] = 1.0
+    ins = [graph.tensor(n) for n in node.inputs if n]
+    outs = [graph.tensor(n) for n in node.outputs if n]
+    row[_NODE_INDEX["in_elems"]] = sum(t.numel for t in ins if t is not None and t.known and t.name not in const)
+    row[_NODE_INDEX["weight_elems"]] = sum(t.numel for t in ins if t is not None and t.known and t.name in const)
+    row[_NODE_INDEX["out_elems"]] = sum(t.numel for t in outs if t is not None and t.known)
+    kernel = node.attrs.get("kernel_shape")
+    if not isinstance(kernel, tuple) and node.op_type in ("Conv", "ConvTranspose") and len(ins) > 1 \
+            and ins[1] is not None and ins[1].known:
+        kernel = ins[1].shape[2:]
+    row[_NODE_INDEX["kernel"]] = float(np.prod(kernel)) if isinstance(kernel, tuple) else 1.0
+    strides = node.attrs.get("strides")
+    row[_NODE_INDEX["stride"]] = float(np.prod(strides)) if isinstance(strides, tuple) else 1.0
+    group = node.attrs.get("group", 1)
+    row[_NODE_INDEX["group"]] = float(group) if isinstance(group, int) else 1.0
+    first_in, first_out = (ins[0] if ins else None), (outs[0] if outs else None)
+    row[_NODE_INDEX["in_channels"]] = _axis(first_in, 1)
+    row[_NODE_INDEX["out_channels"]] = _axis(first_out, 1)
+    row[_NODE_INDEX["inner_dim"]] = _axis(first_out, -1)
+    row[_NODE_INDEX["const_fed"]] = float(all(n in const for n in node.inputs if n))
+    return row
+
+
+def _axis(t, axis: int) -> float:
+    """Dimension ``axis`` of a tensor of known shape, 0 when it has no such dimension."""
+    if t is None or not t.known or not -len(t.shape) <= axis < len(t.shape):
+        return 0.0
+    return float(t.shape[axis])
+
+
+def node_table(graph: Graph, costs: Sequence) -> NodeTable:
+    """The :class:`NodeTable` of ``graph`` given the cost of each node (None where uncosted)."""
+    const = {name for name, t in graph.tensors.items() if t.constant}
+    producer: dict[str, int] = {}
+    rows, producers = [], []
+    consumers: list[list[int]] = [[] for _ in graph.nodes]
+    for i, (node, cost) in enumerate(zip(graph.nodes, costs)):
+        rows.append(_node_row(node, graph, cost, const))
+        if node.inputs and all(n in const for n in node.inputs if n):
+            const.update(o for o in node.outputs if o)
+        mine = tuple(sorted({producer[n] for n in node.inputs if n in producer}))
+        producers.append(mine)
+        for j in mine:
+            consumers[j].append(i)
+        producer.update((o, i) for o in node.outputs if o)
+    families = tuple(op_family(n, graph) for n in graph.nodes)
+    kinds = tuple(f"{n.op_type}:dw" if n.op_type == "Conv" and f == "dwconv" else n.op_type
+                  for n, f in zip(graph.nodes, families))
+    values = np.vstack(rows) if rows else np.zeros((0, len(NODE_COLUMNS)))
+    return NodeTable(tuple(n.name for n in graph.nodes), tuple(n.op_type for n in graph.nodes), kinds, families,
+                     values, tuple(producers), tuple(tuple(c) for c in consumers))
 
 
 @dataclass(frozen=True)
@@ -121,18 +253,31 @@ def compute_stats(graph: Graph) -> GraphStats:
     row[_COLUMN_INDEX["nodes"]] = len(graph.nodes)
     row[_COLUMN_INDEX["batch"]], row[_COLUMN_INDEX["input_elems"]] = _input_dims(graph)
     flops, nbytes = [], []
-    for node, cost in zip(graph.nodes, a.node_costs):
-        fam = op_family(node, graph)
+    running = running_nodes(graph)
+    families = [op_family(node, graph) for node in graph.nodes]
+    for node, cost, runs, fam in zip(graph.nodes, a.node_costs, running, families):
         row[_COLUMN_INDEX[f"{fam}_count"]] += 1
+        row[_COLUMN_INDEX["live_nodes"]] += runs
         if cost is None:
             continue
         moved = cost.bytes_read + cost.bytes_written
+        if runs:
+            row[_COLUMN_INDEX["live_macs"]] += cost.macs
+            row[_COLUMN_INDEX["live_flops"]] += cost.flops
+            row[_COLUMN_INDEX["live_bytes"]] += moved
         row[_COLUMN_INDEX[f"{fam}_macs"]] += cost.macs
         row[_COLUMN_INDEX[f"{fam}_flops"]] += cost.flops
         row[_COLUMN_INDEX[f"{fam}_bytes"]] += moved
         flops.append(cost.flops)
         nbytes.append(moved)
-    return GraphStats(graph.content_hash, row, np.asarray(flops, float), np.asarray(nbytes, float))
+    producer: dict[str, int] = {}
+    for i, node in enumerate(graph.nodes):
+        if running[i]:
+            for j in {producer[n] for n in node.inputs if n in producer}:
+                if running[j]:
+                    row[_COLUMN_INDEX[f"flow_{families[j]}_{families[i]}"]] += 1
+        producer.update((o, i) for o in node.outputs if o)
+    return GraphStats(graph.content_hash, row, np.asarray(flops, float), np.asarray(nbytes, float), graph=graph)
 
 
 _CACHE: OrderedDict[str, GraphStats] = OrderedDict()
@@ -145,6 +290,7 @@ def graph_stats(graph: Graph) -> GraphStats:
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)
+        hit._attach(graph)
         return hit
     stats = compute_stats(graph)
     _CACHE[key] = stats

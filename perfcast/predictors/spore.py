@@ -1,7 +1,9 @@
 """SPORE (Huang et al., "Predicting Execution Time of Computer Programs Using Sparse Polynomial
 Regression", NIPS 2010): LASSO over polynomial terms of the features.
 
-Features: ``log1p`` of the graph-level columns of :mod:`perfcast.predictors.features`; columns
+Features: ``log1p`` of the graph-level totals and per-family aggregates of
+:mod:`perfcast.predictors.features` (the first ``N_AGGREGATE`` columns; the dataflow counts are
+left to the trees, as their products would multiply the terms many times over); columns
 constant in training are dropped, and so is a column whose correlation with an earlier kept one
 exceeds ``1 - 1e-9`` (``flops`` when it is twice ``macs``), so each selected term names one
 quantity. The kept columns are standardised and every monomial of total degree 1 to ``degree``
@@ -29,7 +31,7 @@ import numpy as np
 
 from perfcast.errors import UsageError
 from perfcast.predictors.base import Predictor, _log_features, register_predictor
-from perfcast.predictors.features import COLUMNS, GraphStats
+from perfcast.predictors.features import COLUMNS, N_AGGREGATE, GraphStats
 
 _LABEL_FLOOR = 1e-12
 _DUPLICATE_CORRELATION = 1.0 - 1e-9
@@ -164,7 +166,7 @@ class SparsePolynomial(Predictor):
     # -- design ---------------------------------------------------------------------------------------
     def _design(self, z: np.ndarray) -> dict:
         """Standardisation and terms learned from training log-features ``z``."""
-        base = _base_columns(z)
+        base = _base_columns(z[:, :N_AGGREGATE])
         mean, scale = z[:, base].mean(axis=0), z[:, base].std(axis=0)
         monomials = _monomials(base.size, self.degree)
         raw = _terms((z[:, base] - mean) / scale, monomials)
