@@ -260,21 +260,47 @@ def adapt(samples, out, *, bases: list[str] | None = None, name: str | None = No
     the devices named in ``bases``); returns a summary. Nothing is written on an error."""
     from pathlib import Path
 
-    from perfcast.adapt import adapt as _adapt
     from perfcast.adapt import labelled_rows, read_samples
-    from perfcast.devices import Device, resolve_device, save_device, shipped_devices
+    from perfcast.devices import save_device
 
     samples_path = Path(samples)
     data = read_samples(samples_path, batch_size=batch_size)
-    base_devices = [resolve_device(b) for b in (bases or [d.name for d in shipped_devices()])]
-    predictor = _adapt(data.graphs, data.targets, [d.predictor() for d in base_devices])
-    made: dict[str, Any] = {"method": predictor.name, "rows": labelled_rows(data.targets),
-                            "samples": samples_path.name}
-    if hasattr(predictor, "chosen_bases"):
-        made["bases"] = {t: [{"device": base_devices[i].name if i >= 0 else "flops prior", "target": bt}
-                             for i, bt in pairs] for t, pairs in predictor.chosen_bases().items()}
-    device_name = name or Path(out).stem
-    device = Device(name=device_name, predictors={predictor.name: predictor}, default_predictor=predictor.name,
-                    description=f"adapted from {made['rows']} measurements in {samples_path.name}", made=made)
+    device = adapted_device(data.graphs, data.targets, bases, name=name or Path(out).stem,
+                            description=f"adapted from {labelled_rows(data.targets)} measurements in "
+                                        f"{samples_path.name}",
+                            made={"samples": samples_path.name})
     path = save_device(device, out)
-    return {"device": device_name, "out": str(path), "targets": device.targets, **made}
+    return {"device": device.name, "out": str(path), "targets": device.targets, **device.made}
+
+
+def adapted_device(graphs: list[Graph], targets: dict, bases: list[str] | None = None, *, name: str,
+                   description: str, made: dict | None = None):
+    """A :class:`perfcast.devices.Device` named ``name`` whose predictor is fitted by
+    :func:`perfcast.adapt.adapt` on ``graphs`` with ``targets`` (``{target: array}``, NaN where
+    missing), transferring from the shipped devices (or the devices named in ``bases``). Its
+    ``made`` records the method, the number of rows, the chosen bases and the entries of ``made``."""
+    from perfcast.adapt import adapt as _adapt
+    from perfcast.adapt import labelled_rows
+    from perfcast.devices import Device, resolve_device, shipped_devices
+
+    base_devices = [resolve_device(b) for b in (bases or [d.name for d in shipped_devices()])]
+    predictor = _adapt(graphs, targets, [d.predictor() for d in base_devices])
+    record: dict[str, Any] = {"method": predictor.name, "rows": labelled_rows(targets), **(made or {})}
+    if hasattr(predictor, "chosen_bases"):
+        record["bases"] = {t: [{"device": base_devices[i].name if i >= 0 else "flops prior", "target": bt}
+                               for i, bt in pairs] for t, pairs in predictor.chosen_bases().items()}
+    return Device(name=name, predictors={predictor.name: predictor}, default_predictor=predictor.name,
+                  description=description, made=record)
+
+
+def calibrate(out, *, runtime: str = "ort-cpu", threads: int = 1, count: int | None = None, db: str | None = None,
+              budget_minutes: float | None = None, bases: list[str] | None = None, name: str | None = None,
+              progress: bool | None = None, **settings) -> dict:
+    """This machine as a new device: profile the built-in calibration set
+    (:mod:`perfcast.calibration`, its first ``count`` networks) on ``runtime``, adapt the shipped
+    predictors to the measurements and write the device file ``out``; returns a summary."""
+    from perfcast.calibration import DEFAULT_COUNT
+    from perfcast.calibration import calibrate as _calibrate
+
+    return _calibrate(out, runtime=runtime, threads=threads, count=DEFAULT_COUNT if count is None else count, db=db,
+                      budget_minutes=budget_minutes, bases=bases, name=name, progress=progress, **settings)

@@ -26,11 +26,15 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for report.md, metrics.json and plots")
     p.add_argument("--sources", default=None, metavar="S1,S2", help="shared data sources (default: all)")
     p.add_argument("--devices", default=None, metavar="D1,D2", help="devices (default: all), e.g. hwnasbench:edgegpu")
+    p.add_argument("--where", default=None, metavar="COLUMN=VALUE",
+                   help="shared data: keep only CSV rows with this value, e.g. dataset=cifar10")
     p.add_argument("--max-rows", type=int, default=None, metavar="N",
                    help=f"rows drawn per source file (default {DEFAULT_MAX_ROWS}; 0 = every row)")
     p.add_argument("--train-sizes", default="100,900,all", metavar="N,...", help="protocol a training sizes")
     p.add_argument("--ks", default="5,10,20", metavar="K,...", help="protocol b samples of the new device")
     p.add_argument("--draws", type=int, default=3, metavar="N", help="protocol b random draws per k")
+    p.add_argument("--fewshot", default=None, metavar="M1,M2",
+                   help="protocol b: multi-device methods trained on the other devices, e.g. help,nnlqp,hwfeat,fewshot")
     p.add_argument("--base", default="gbt", metavar="NAME", help="protocol b: method of the other devices' predictors")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true",
@@ -74,17 +78,26 @@ def parse_protocols(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def load_tables(data: str, sources, devices, max_rows: int | None, seed: int):
+def parse_where(text: str | None) -> dict[str, str] | None:
+    if text is None:
+        return None
+    column, eq, value = text.partition("=")
+    if not eq or not column or not value:
+        raise UsageError("--where", f"expected COLUMN=VALUE, not {text!r}")
+    return {column: value}
+
+
+def load_tables(data: str, sources, devices, max_rows: int | None, seed: int, where: dict | None = None):
     """The label tables of ``--data`` and a line that says what they are."""
     from perfcast.evaluation import tables
 
     if data == "local" or (data != "shared" and tables.is_local_folder(data)):
         folder = LOCAL_DEFAULT if data == "local" else Path(data)
-        if sources:
-            raise UsageError("--sources", "applies to the shared data only")
+        if sources or where:
+            raise UsageError("--sources" if sources else "--where", "applies to the shared data only")
         return tables.local_tables(folder, max_rows, seed, devices), f"local dataset {folder}"
     folder = None if data == "shared" else data
-    found = tables.shared_tables(folder, sources, devices, max_rows, seed)
+    found = tables.shared_tables(folder, sources, devices, max_rows, seed, where)
     from perfcast.datasets.shared import shared_folder
 
     return found, f"shared data {shared_folder(folder)}"
@@ -105,16 +118,18 @@ def run(args) -> int:
         methods=tuple(_list(args.methods) or ()), protocols=parse_protocols(args.protocol),
         train_sizes=_ints("--train-sizes", quick.get("train_sizes", args.train_sizes), allow_all=True),
         ks=_ints("--ks", quick.get("ks", args.ks)), draws=quick.get("draws", args.draws), base_method=args.base,
-        seed=args.seed,
+        seed=args.seed, fewshot=tuple(_list(args.fewshot) or ()),
     ).checked()
-    found, data_line = load_tables(args.data, _list(args.sources), _list(args.devices), max_rows or None, args.seed)
+    found, data_line = load_tables(args.data, _list(args.sources), _list(args.devices), max_rows or None, args.seed,
+                                   parse_where(args.where))
     start = time.monotonic()
     progress = Progress(total_steps(found, settings), "evaluate")
     ev = evaluate(found, settings, GraphCache(), progress)
     progress.close()
     command = "perfcast evaluate " + " ".join(shlex.quote(a) for a in command_line(args))
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    shown = {"methods": ",".join(settings.methods), "protocols": ",".join(settings.protocols),
+    shown = {"methods": ",".join(settings.methods), "fewshot": ",".join(settings.fewshot),
+             "protocols": ",".join(settings.protocols),
              "train_sizes": ",".join("all" if s is None else str(s) for s in settings.train_sizes),
              "ks": ",".join(map(str, settings.ks)), "draws": settings.draws, "base": settings.base_method,
              "max_rows_per_source": max_rows or "all", "test_fraction": settings.test_fraction,
@@ -129,8 +144,8 @@ def run(args) -> int:
 def command_line(args) -> list[str]:
     """The options of ``args`` as a command line that reproduces the run."""
     out = ["--data", args.data, "--protocol", args.protocol]
-    for flag, value in (("--methods", args.methods), ("--sources", args.sources), ("--devices", args.devices),
-                        ("--max-rows", args.max_rows)):
+    for flag, value in (("--methods", args.methods), ("--fewshot", args.fewshot), ("--sources", args.sources),
+                        ("--devices", args.devices), ("--where", args.where), ("--max-rows", args.max_rows)):
         if value is not None:
             out += [flag, str(value)]
     if args.quick:

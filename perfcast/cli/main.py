@@ -28,11 +28,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from perfcast.cli import adapt, analyze, dataset, demo, devices, evaluate, generate, predict, profile
+    from perfcast.cli import adapt, analyze, calibrate, dataset, demo, devices, evaluate, generate, predict, profile
 
     parser = _Parser(prog="perfcast", description="Predict latency, memory and energy of neural networks.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (analyze, generate, profile, predict, adapt, devices, dataset, demo, evaluate):
+    for module in (analyze, generate, profile, predict, adapt, calibrate, devices, dataset, demo, evaluate):
         module.register(sub)
     return parser
 

@@ -157,13 +157,16 @@ def sample_rows(n: int, max_rows: int | None, seed: int) -> np.ndarray:
 
 
 def source_tables(folder: Path, source: shared.Source, max_rows: int | None = None, seed: int = 0,
-                  devices: Iterable[str] | None = None) -> list[LabelTable]:
+                  devices: Iterable[str] | None = None, where: dict[str, str] | None = None) -> list[LabelTable]:
     """The tables of one shared-data file: one per device column (HW-NAS-Bench: per device),
-    of ``max_rows`` CSV rows drawn with ``seed`` (the same rows for every table)."""
+    of ``max_rows`` CSV rows drawn with ``seed`` (the same rows for every table) among the rows
+    whose columns have the values of ``where`` (a file without such a column has no rows)."""
     path = Path(folder) / source.file
     if not path.is_file():
         raise UsageError(str(folder), f"no {source.file} in the shared data folder")
     columns, rows = _read_csv(path)
+    if where:
+        rows = [r for r in rows if all(r.get(c) == v for c, v in where.items())]
     rows = [rows[i] for i in sample_rows(len(rows), max_rows, seed)]
     specs = [source.space.spec_for_row(source.file, row) for row in rows]
     wanted = None if devices is None else set(devices)
@@ -183,7 +186,7 @@ def source_tables(folder: Path, source: shared.Source, max_rows: int | None = No
 
 def shared_tables(folder: str | Path | None = None, sources: Iterable[str] | None = None,
                   devices: Iterable[str] | None = None, max_rows: int | None = None,
-                  seed: int = 0) -> list[LabelTable]:
+                  seed: int = 0, where: dict[str, str] | None = None) -> list[LabelTable]:
     """Tables of the shared data folder (default: :func:`perfcast.datasets.shared.shared_folder`),
     of the named sources (default all) and devices (default all)."""
     path = shared.shared_folder(folder)
@@ -193,7 +196,7 @@ def shared_tables(folder: str | Path | None = None, sources: Iterable[str] | Non
         unknown = [d for d in devices if d not in shared.DEVICES]
         if unknown:
             raise UsageError(unknown[0], f"unknown device (known: {', '.join(shared.DEVICES)})")
-    return [t for s in chosen for t in source_tables(path, s, max_rows, seed, devices) if len(t)]
+    return [t for s in chosen for t in source_tables(path, s, max_rows, seed, devices, where) if len(t)]
 
 
 # --- local dataset ------------------------------------------------------------------------------
