@@ -9,6 +9,11 @@
   alone, and :func:`perfcast.adapt.adapt` adapts predictors of the other devices of the same source
   at the same batch size (``base_method`` fitted on their training rows); all are scored on the left-out
   device's test rows and the metrics are averaged over the draws.
+- ``b`` with multi-device methods (``Settings.fewshot``, :mod:`perfcast.predictors.multidevice`):
+  for each left-out device, each method is fitted on the training rows of every other device of
+  the same source (every batch size; the left-out device at no batch size), once per device, then
+  adapted with the same ``k`` rows of each draw and scored on the same test rows; records carry
+  the method's name and ``n_bases`` = the number of source tables.
 - ``c`` leave one space out: the tables of one device setting (across sources) are merged; for each
   space (spec prefix) a method is fitted on the rows of the other spaces (at most ``max_train`` of
   them) and scored on that space. Settings whose rows come from one space only are skipped.
@@ -52,11 +57,20 @@ class Settings:
     max_train: int | None = 1500
     alpha: float = 0.1
     seed: int = 0
+    fewshot: tuple[str, ...] = ()
 
     def checked(self) -> "Settings":
         """These settings with the default methods filled in; bad values raise UsageError."""
+        from perfcast.predictors.multidevice import multidevice_names
+
         known = predictor_names()
-        methods = self.methods or tuple(known)
+        multi = multidevice_names()
+        methods = self.methods or tuple(n for n in known if n not in multi)
+        for name in self.fewshot:
+            if name not in multi:
+                raise UsageError(name, f"unknown multi-device method (known: {', '.join(multi)})")
+            if name in methods:
+                raise UsageError(name, "is both a method and a multi-device method; name it once")
         for name in (*methods, self.base_method):
             if name not in known:
                 raise UsageError(name, f"unknown method (known: {', '.join(known)})")
@@ -70,7 +84,7 @@ class Settings:
         if self.draws < 1:
             raise UsageError("draws", f"must be at least 1, not {self.draws}")
         return Settings(methods, self.protocols, self.train_sizes, self.test_fraction, self.ks, self.draws,
-                        self.base_method, self.max_train, self.alpha, self.seed)
+                        self.base_method, self.max_train, self.alpha, self.seed, tuple(self.fewshot))
 
 
 @dataclass
@@ -263,6 +277,67 @@ def protocol_b(ev: Evaluation, table: LabelTable, others: list[LabelTable], base
                                       n_bases=len(my_bases) if method == ADAPT else 0, draws=draws))
 
 
+# --- protocol b, multi-device methods ------------------------------------------------------------
+def source_data(tables: list[LabelTable], left_out: str, cache: GraphCache, held_out: set[str]) -> dict:
+    """``fit_devices`` data of the training rows of every table whose device is not ``left_out``."""
+    data = {}
+    for other in tables:
+        if other.device == left_out:
+            continue
+        train, _ = split_rows(cache.split_keys(other), held_out)
+        labels = usable_targets(other.targets, train)
+        if labels:
+            graphs = cache.graphs(other)
+            data[other.name] = ([graphs[i] for i in train], labels)
+    return data
+
+
+def protocol_b_multidevice(ev: Evaluation, table: LabelTable, others: list[LabelTable], cache: GraphCache,
+                           held_out: set[str], s: Settings, backbones: dict) -> None:
+    """Protocol b for the multi-device methods of ``s.fewshot``; ``backbones`` keeps each fitted
+    model by (method, left-out device) across the tables of one source."""
+    from perfcast.predictors.multidevice import get_multidevice
+
+    graphs = cache.graphs(table)
+    split = cache.split_keys(table)
+    rank = cache.rank_keys(table)
+    train, test = split_rows(split, held_out)
+    test_graphs = [graphs[i] for i in test]
+    test_targets = {t: y[test] for t, y in table.targets.items()}
+    test_rank = [rank[i] for i in test]
+    data = None
+    models = {}
+    for method in s.fewshot:
+        key = (method, table.device)
+        if key not in backbones:
+            data = data if data is not None else source_data(others, table.device, cache, held_out)
+            context = f"b {table.source} {table.name} {method} backbone"
+            backbones[key] = _attempt(ev, context, lambda: get_multidevice(method).fit_devices(data)) if data else None
+            if not data:
+                ev.notes.append(f"{context}: skipped (no other device of {table.source})")
+        models[method] = backbones[key]
+    for k in s.ks:
+        if k >= train.size:
+            continue
+        per_draw: dict[tuple[str, str], list[dict]] = {}
+        for draw in range(s.draws):
+            rows = distinct_draw(split, train, k, np.random.default_rng([s.seed, k, draw]))
+            sample = [graphs[i] for i in rows]
+            labels = usable_targets(table.targets, rows)
+            for method, model in models.items():
+                if model is None:
+                    continue
+                context = f"b {table.source} {table.name} {method} k={k} draw {draw}"
+                fitted = _attempt(ev, context, lambda: model.adapt(sample, labels, device=table.name))
+                scored = fitted and _attempt(ev, context, lambda: score(fitted, test_graphs, test_targets,
+                                                                        test_rank, s.alpha))
+                for target, (metrics, _) in (scored or {}).items():
+                    per_draw.setdefault((method, target), []).append(metrics)
+        for (method, target), draws in per_draw.items():
+            ev.records.append(_record("b", table, method, target, mean_metrics(draws), k=k, n_train=k,
+                                      n_bases=len(models[method].tasks), draws=draws))
+
+
 def mean_metrics(draws: list[dict]) -> dict:
     """The mean of each metric over draws (NaN-aware; NaN when every draw is NaN)."""
     out = {}
@@ -359,8 +434,11 @@ def evaluate(tables: list[LabelTable], settings: Settings, cache: GraphCache | N
             start = time.monotonic()
             bases = fit_bases(ev, group, cache, held_out, s) if adapt is not None else {}
             tick(len(group), f"b bases {source}")
+            backbones: dict = {}
             for table in group:
                 protocol_b(ev, table, group, bases, cache, held_out, s, adapt)
+                if s.fewshot:
+                    protocol_b_multidevice(ev, table, group, cache, held_out, s, backbones)
                 tick(1, f"b {table.name}")
             ev.seconds["b"] = ev.seconds.get("b", 0.0) + time.monotonic() - start
         ev.graphs_built = cache.built
