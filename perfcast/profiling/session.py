@@ -76,6 +76,17 @@ def _write_model(job: Job, runner, folder: str) -> str:
     return target
 
 
+def _remove_written(files: list[str], folder: str) -> None:
+    """Delete the model files this run wrote into ``folder`` (never the user's own files), so
+    that a long run holds one chunk of models on disk at a time."""
+    for path in set(files):
+        if os.path.dirname(path) == folder:
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+
+
 def measurement_record(m: Measurement, ref: str, batch_size: int) -> dict:
     """The JSON shape of one measurement (keys of ``perfcast profile --json``)."""
     return {
@@ -124,8 +135,11 @@ def profile_into_store(
             for start in range(0, len(todo), chunk):
                 part = todo[start: start + chunk]
                 files = [_write_model(job, runner, folder) for job, _, _ in part]
-                results = profile(files, runtime=runtime, threads=threads, kernels=kernels, memory=memory,
-                                  single_model_errors=False, **settings)
+                try:
+                    results = profile(files, runtime=runtime, threads=threads, kernels=kernels, memory=memory,
+                                      single_model_errors=False, **settings)
+                finally:
+                    _remove_written(files, folder)
                 for (job, network_id, batch), m in zip(part, results):
                     _store_measurement(store, m, network_id, device_id, batch)
                     summary.measured.append(measurement_record(m, job.ref, batch))
