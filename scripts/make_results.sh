@@ -13,7 +13,8 @@ PERFCAST="${PERFCAST:-perfcast}"
 mkdir -p "$OUT"
 "$PERFCAST" evaluate --data shared --sources hwnasbench_nb201 --where dataset=cifar10 --protocol a \
     --max-rows 4000 --methods "$METHODS" --out "$OUT/nb201-cifar10"
-"$PERFCAST" evaluate --data shared --protocol b,c --max-rows 1500 --methods "$METHODS" --out "$OUT/shared"
+"$PERFCAST" evaluate --data shared --protocol b,c --max-rows 1500 --methods "$METHODS" \
+    --fewshot help,nnlqp,hwfeat,fewshot --out "$OUT/shared"
 "$PERFCAST" evaluate --data local --protocol a,c --methods "$METHODS" --out "$OUT/local"
 "${PYTHON:-python3}" - "$OUT" <<'PY'
 import pathlib, re, sys
