@@ -16,20 +16,4 @@ mkdir -p "$OUT"
 "$PERFCAST" evaluate --data shared --protocol b,c --max-rows 1500 --methods "$METHODS" \
     --fewshot help,nnlqp,hwfeat,fewshot --out "$OUT/shared"
 "$PERFCAST" evaluate --data local --protocol a,c --methods "$METHODS" --out "$OUT/local"
-"${PYTHON:-python3}" - "$OUT" <<'PY'
-import pathlib, re, sys
-out = pathlib.Path(sys.argv[1])
-parts = {"nb201-cifar10": "HW-NAS-Bench NAS-Bench-201, CIFAR-10 networks (protocol a)",
-         "shared": "All public data: new devices from k samples (protocol b), leave one space out (protocol c)",
-         "local": "Local dataset, this machine's CPU (protocols a and c)"}
-text = ["# Results", "",
-        "Regenerate with `scripts/make_results.sh` (each section starts with its `perfcast evaluate` command).",
-        "Latency in ms, energy in mJ, memory in bytes; MAPE in percent; Spearman and Kendall over distinct",
-        "networks; 'cover 90%' is the share of test labels inside the 90% conformal intervals."]
-for name, title in parts.items():
-    report = (out / name / "report.md").read_text(encoding="utf-8").splitlines()
-    text += ["", f"## {title}", ""]
-    text += [("#" + line) if line.startswith("#") else line for line in report[1:]]
-pathlib.Path("docs/results.md").write_text("\n".join(text) + "\n", encoding="utf-8")
-PY
-echo "wrote docs/results.md"
+"${PYTHON:-python3}" "$(dirname "$0")/assemble_results.py" "$OUT"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -175,16 +176,54 @@ def _size_label(size: int | None) -> str:
     return "all" if size is None else str(size)
 
 
+@dataclass(frozen=True)
+class HeldOutRows:
+    """The held-out rows of a table: their graphs, labels and rank keys."""
+
+    rows: np.ndarray
+    graphs: list
+    targets: dict[str, np.ndarray]
+    rank: list[str]
+
+    @cached_property
+    def macs(self) -> np.ndarray:
+        return np.array([graph_stats(g).row[_MACS] for g in self.graphs])
+
+
+def held_out_rows(table: LabelTable, cache: GraphCache, rows: np.ndarray) -> HeldOutRows:
+    """The rows ``rows`` of ``table``."""
+    graphs = cache.graphs(table)
+    rank = cache.rank_keys(table)
+    return HeldOutRows(rows, [graphs[i] for i in rows], {t: y[rows] for t, y in table.targets.items()},
+                       [rank[i] for i in rows])
+
+
+def _scored(ev: Evaluation, context: str, fitted, test: HeldOutRows, alpha: float) -> dict[str, tuple[dict, dict]]:
+    """``score`` of ``fitted`` on ``test`` (empty when there is no fitted predictor or it refuses)."""
+    scored = fitted and _attempt(ev, context, lambda: score(fitted, test.graphs, test.targets, test.rank, alpha))
+    return scored or {}
+
+
+def _fit_and_record(ev: Evaluation, protocol: str, table: LabelTable, method: str, context: str,
+                    train_graphs: list, labels: dict[str, np.ndarray], test: HeldOutRows, s: Settings,
+                    setting: str, **extra) -> None:
+    """Fit ``method`` on the training graphs, score it on ``test`` and keep its metric records
+    (with ``extra``) and test predictions (under ``setting``)."""
+    fitted = _attempt(ev, context, lambda: fit_method(method, train_graphs, labels))
+    for target, (metrics, arrays) in _scored(ev, context, fitted, test, s.alpha).items():
+        ev.records.append(_record(protocol, table, method, target, metrics, **extra))
+        ev.predictions.append({"protocol": protocol, "source": table.source, "device": table.name,
+                               "kind": table.kind, "method": method, "setting": setting, "target": target,
+                               "specs": [table.specs[i] for i in test.rows], "rank_keys": test.rank,
+                               "macs": test.macs, **arrays})
+
+
 # --- protocol a --------------------------------------------------------------------------------
 def protocol_a(ev: Evaluation, table: LabelTable, cache: GraphCache, held_out: set[str], s: Settings) -> None:
     graphs = cache.graphs(table)
-    rank = cache.rank_keys(table)
     train, test = split_rows(cache.split_keys(table), held_out)
     order = np.random.default_rng(s.seed).permutation(train)
-    test_graphs = [graphs[i] for i in test]
-    test_targets = {t: y[test] for t, y in table.targets.items()}
-    test_rank = [rank[i] for i in test]
-    macs = np.array([graph_stats(g).row[_MACS] for g in test_graphs])
+    held = held_out_rows(table, cache, test)
     for size in s.train_sizes:
         if size is not None and size >= train.size:
             ev.notes.append(f"a {table.source} {table.name}: train size {size} skipped "
@@ -192,19 +231,11 @@ def protocol_a(ev: Evaluation, table: LabelTable, cache: GraphCache, held_out: s
             continue
         rows = order if size is None else order[:size]
         labels = usable_targets(table.targets, rows)
+        label = _size_label(size)
         for method in s.methods:
-            context = f"a {table.source} {table.name} {method} n={rows.size}"
-            fitted = _attempt(ev, context, lambda: fit_method(method, [graphs[i] for i in rows], labels))
-            scored = fitted and _attempt(ev, context, lambda: score(fitted, test_graphs, test_targets, test_rank,
-                                                                    s.alpha))
-            for target, (metrics, arrays) in (scored or {}).items():
-                label = _size_label(size)
-                ev.records.append(_record("a", table, method, target, metrics, train_size=label,
-                                          n_train=int(rows.size)))
-                ev.predictions.append({"protocol": "a", "source": table.source, "device": table.name,
-                                       "kind": table.kind, "method": method, "setting": label, "target": target,
-                                       "specs": [table.specs[i] for i in test], "rank_keys": test_rank,
-                                       "macs": macs, **arrays})
+            _fit_and_record(ev, "a", table, method, f"a {table.source} {table.name} {method} n={rows.size}",
+                            [graphs[i] for i in rows], labels, held, s, label, train_size=label,
+                            n_train=int(rows.size))
 
 
 # --- protocol b --------------------------------------------------------------------------------
@@ -234,15 +265,20 @@ def fit_bases(ev: Evaluation, tables: list[LabelTable], cache: GraphCache, held_
     return bases
 
 
+def _draws(table: LabelTable, graphs: list, split: Sequence[str], train: np.ndarray, k: int, s: Settings):
+    """``(draw, sample graphs, their usable labels)`` of each of the ``s.draws`` draws of ``k``
+    training rows of distinct architectures."""
+    for draw in range(s.draws):
+        rows = distinct_draw(split, train, k, np.random.default_rng([s.seed, k, draw]))
+        yield draw, [graphs[i] for i in rows], usable_targets(table.targets, rows)
+
+
 def protocol_b(ev: Evaluation, table: LabelTable, others: list[LabelTable], bases: dict[str, object],
                cache: GraphCache, held_out: set[str], s: Settings, adapt: Callable | None) -> None:
     graphs = cache.graphs(table)
     split = cache.split_keys(table)
-    rank = cache.rank_keys(table)
     train, test = split_rows(split, held_out)
-    test_graphs = [graphs[i] for i in test]
-    test_targets = {t: y[test] for t, y in table.targets.items()}
-    test_rank = [rank[i] for i in test]
+    held = held_out_rows(table, cache, test)
     my_bases = [bases[o.name] for o in others
                 if o.device != table.device and o.batch_size == table.batch_size and o.name in bases]
     methods = list(s.methods) + [ADAPT]
@@ -258,19 +294,14 @@ def protocol_b(ev: Evaluation, table: LabelTable, others: list[LabelTable], base
             ev.notes.append(f"b {table.source} {table.name}: k={k} skipped (only {train.size} training rows)")
             continue
         per_draw: dict[tuple[str, str], list[dict]] = {}
-        for draw in range(s.draws):
-            rows = distinct_draw(split, train, k, np.random.default_rng([s.seed, k, draw]))
-            sample = [graphs[i] for i in rows]
-            labels = usable_targets(table.targets, rows)
+        for draw, sample, labels in _draws(table, graphs, split, train, k, s):
             for method in methods:
                 context = f"b {table.source} {table.name} {method} k={k} draw {draw}"
                 if method == ADAPT:
                     fitted = _attempt(ev, context, lambda: adapt(sample, labels, my_bases))
                 else:
                     fitted = _attempt(ev, context, lambda: fit_method(method, sample, labels))
-                scored = fitted and _attempt(ev, context, lambda: score(fitted, test_graphs, test_targets,
-                                                                        test_rank, s.alpha))
-                for target, (metrics, _) in (scored or {}).items():
+                for target, (metrics, _) in _scored(ev, context, fitted, held, s.alpha).items():
                     per_draw.setdefault((method, target), []).append(metrics)
         for (method, target), draws in per_draw.items():
             ev.records.append(_record("b", table, method, target, mean_metrics(draws), k=k, n_train=k,
@@ -300,11 +331,8 @@ def protocol_b_multidevice(ev: Evaluation, table: LabelTable, others: list[Label
 
     graphs = cache.graphs(table)
     split = cache.split_keys(table)
-    rank = cache.rank_keys(table)
     train, test = split_rows(split, held_out)
-    test_graphs = [graphs[i] for i in test]
-    test_targets = {t: y[test] for t, y in table.targets.items()}
-    test_rank = [rank[i] for i in test]
+    held = held_out_rows(table, cache, test)
     data = None
     models = {}
     for method in s.fewshot:
@@ -320,18 +348,13 @@ def protocol_b_multidevice(ev: Evaluation, table: LabelTable, others: list[Label
         if k >= train.size:
             continue
         per_draw: dict[tuple[str, str], list[dict]] = {}
-        for draw in range(s.draws):
-            rows = distinct_draw(split, train, k, np.random.default_rng([s.seed, k, draw]))
-            sample = [graphs[i] for i in rows]
-            labels = usable_targets(table.targets, rows)
+        for draw, sample, labels in _draws(table, graphs, split, train, k, s):
             for method, model in models.items():
                 if model is None:
                     continue
                 context = f"b {table.source} {table.name} {method} k={k} draw {draw}"
                 fitted = _attempt(ev, context, lambda: model.adapt(sample, labels, device=table.name))
-                scored = fitted and _attempt(ev, context, lambda: score(fitted, test_graphs, test_targets,
-                                                                        test_rank, s.alpha))
-                for target, (metrics, _) in (scored or {}).items():
+                for target, (metrics, _) in _scored(ev, context, fitted, held, s.alpha).items():
                     per_draw.setdefault((method, target), []).append(metrics)
         for (method, target), draws in per_draw.items():
             ev.records.append(_record("b", table, method, target, mean_metrics(draws), k=k, n_train=k,
@@ -368,28 +391,17 @@ def protocol_c(ev: Evaluation, table: LabelTable, cache: GraphCache, s: Settings
         ev.notes.append(f"c {table.source} {table.name}: skipped (one space only: {names[0]})")
         return
     graphs = cache.graphs(table)
-    rank = cache.rank_keys(table)
     for space in names:
         test = np.flatnonzero(spaces == space)
         train = np.flatnonzero(spaces != space)
         if s.max_train is not None and train.size > s.max_train:
             train = np.sort(np.random.default_rng(s.seed).choice(train, size=s.max_train, replace=False))
-        test_graphs = [graphs[i] for i in test]
-        test_targets = {t: y[test] for t, y in table.targets.items()}
-        test_rank = [rank[i] for i in test]
-        macs = np.array([graph_stats(g).row[_MACS] for g in test_graphs])
+        held = held_out_rows(table, cache, test)
         labels = usable_targets(table.targets, train)
         for method in s.methods:
-            context = f"c {table.source} {table.name} {method} without {space}"
-            fitted = _attempt(ev, context, lambda: fit_method(method, [graphs[i] for i in train], labels))
-            scored = fitted and _attempt(ev, context, lambda: score(fitted, test_graphs, test_targets, test_rank,
-                                                                    s.alpha))
-            for target, (metrics, arrays) in (scored or {}).items():
-                ev.records.append(_record("c", table, method, target, metrics, space=space, n_train=int(train.size)))
-                ev.predictions.append({"protocol": "c", "source": table.source, "device": table.name,
-                                       "kind": table.kind, "method": method, "setting": space, "target": target,
-                                       "specs": [table.specs[i] for i in test], "rank_keys": test_rank,
-                                       "macs": macs, **arrays})
+            _fit_and_record(ev, "c", table, method, f"c {table.source} {table.name} {method} without {space}",
+                            [graphs[i] for i in train], labels, held, s, space, space=space,
+                            n_train=int(train.size))
 
 
 # --- driver ------------------------------------------------------------------------------------

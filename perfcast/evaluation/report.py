@@ -244,9 +244,23 @@ def _grid(n: int):
     return fig, axes.flat
 
 
-def _scatter(sets: list[dict], title: str, path: Path) -> None:
+def _label(ax, name: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(name, fontsize=8)
+    ax.set_xlabel(xlabel, fontsize=7)
+    ax.set_ylabel(ylabel, fontsize=7)
+    ax.tick_params(labelsize=6)
+
+
+def _save(fig, title: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _scatter(sets: list[dict], title: str, path: Path) -> None:
     panels = _panels(sets)
     fig, axes = _grid(len(panels))
     for ax, (name, group) in zip(axes, panels.items()):
@@ -257,19 +271,11 @@ def _scatter(sets: list[dict], title: str, path: Path) -> None:
         if ok.any():
             lo, hi = min(y[ok].min(), pred[ok].min()), max(y[ok].max(), pred[ok].max())
             ax.plot([lo, hi], [lo, hi], "k-", lw=0.6)
-        ax.set_title(name, fontsize=8)
-        ax.set_xlabel("measured ms", fontsize=7)
-        ax.set_ylabel("predicted ms", fontsize=7)
-        ax.tick_params(labelsize=6)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+        _label(ax, name, "measured ms", "predicted ms")
+    _save(fig, title, path)
 
 
 def _error_vs_macs(sets: list[dict], title: str, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     panels = _panels(sets)
     fig, axes = _grid(len(panels))
     for ax, (name, group) in zip(axes, panels.items()):
@@ -280,14 +286,8 @@ def _error_vs_macs(sets: list[dict], title: str, path: Path) -> None:
         ax.semilogx(macs[ok], 100 * (pred[ok] - y[ok]) / y[ok], ".", ms=2, alpha=0.5)
         ax.axhline(0, color="k", lw=0.6)
         ax.set_ylim(-100, 100)
-        ax.set_title(name, fontsize=8)
-        ax.set_xlabel("MACs", fontsize=7)
-        ax.set_ylabel("error %", fontsize=7)
-        ax.tick_params(labelsize=6)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+        _label(ax, name, "MACs", "error %")
+    _save(fig, title, path)
 
 
 def write_plots(ev: Evaluation, out: Path) -> list[str]:

@@ -67,17 +67,23 @@ _REGISTRY: dict[str, type["Predictor"]] = {}
 
 
 # --- registry ----------------------------------------------------------------------------------
-def register_predictor(name: str) -> Callable[[type["Predictor"]], type["Predictor"]]:
-    """Class decorator: make a predictor available by ``name``."""
+def registering(registry: dict[str, type], kind: str, name: str) -> Callable[[type], type]:
+    """Class decorator that sets the class's ``name`` and adds it to ``registry``; ``kind`` names
+    the registry in the error of a name registered twice."""
 
-    def deco(cls: type[Predictor]) -> type[Predictor]:
-        if name in _REGISTRY:
-            raise ValueError(f"predictor {name!r} registered twice")
+    def deco(cls: type) -> type:
+        if name in registry:
+            raise ValueError(f"{kind} {name!r} registered twice")
         cls.name = name
-        _REGISTRY[name] = cls
+        registry[name] = cls
         return cls
 
     return deco
+
+
+def register_predictor(name: str) -> Callable[[type["Predictor"]], type["Predictor"]]:
+    """Class decorator: make a predictor available by ``name``."""
+    return registering(_REGISTRY, "predictor", name)
 
 
 def predictor_names() -> list[str]:
@@ -251,12 +257,10 @@ def in_domain_mask(domain: Mapping[str, np.ndarray], stats: Sequence[GraphStats]
 
 
 # --- the interface -----------------------------------------------------------------------------
-class Predictor:
-    """Base class of every predictor (see the module docstring for the contract)."""
+class Parameters:
+    """Parameters read back from ``__init__``'s arguments, which a subclass stores as attributes
+    of the same names."""
 
-    name: ClassVar[str] = ""
-
-    # -- parameters ---------------------------------------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
@@ -268,6 +272,12 @@ class Predictor:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+class Predictor(Parameters):
+    """Base class of every predictor (see the module docstring for the contract)."""
+
+    name: ClassVar[str] = ""
 
     # -- hooks --------------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -352,8 +362,6 @@ class Predictor:
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fitted predictor to the directory ``path`` (created if needed)."""
-        from safetensors.numpy import save_file
-
         self._fitted()
         params = self.get_params()
         text = {t: {k: v for k, v in m.items() if isinstance(v, str)} for t, m in self.models_.items()}
@@ -369,31 +377,12 @@ class Predictor:
                   for t, m in self.models_.items() for k, v in m.items() if not isinstance(v, str)}
         arrays.update({f"residuals/{t}": r for t, r in self.residuals_.items()})
         arrays.update({f"domain/{k}": np.ascontiguousarray(v) for k, v in self.domain_.items()})
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        save_file(arrays, str(out / "arrays.safetensors"))
-        (out / "predictor.json").write_text(meta + "\n", encoding="utf-8")
-        return out
+        return write_saved(path, "predictor.json", meta, arrays)
 
     @staticmethod
     def load(path: str | os.PathLike) -> "Predictor":
         """Read a predictor written by :meth:`save` (any registered class)."""
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
-        root = Path(path)
-        try:
-            meta = json.loads((root / "predictor.json").read_text(encoding="utf-8"))
-            arrays = load_file(str(root / "arrays.safetensors"))
-        except (OSError, ValueError, SafetensorError) as exc:
-            raise ModelLoadError(str(path), f"not a saved predictor ({type(exc).__name__}: {exc})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ModelLoadError(str(path), "predictor.json is not a perfcast predictor")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ModelLoadError(str(path), f"format version {meta.get('format_version')!r}; "
-                                            f"this perfcast reads {FORMAT_VERSION}")
-        if meta.get("feature_columns") != list(COLUMNS):
-            raise ModelLoadError(str(path), "saved with a different feature set")
+        meta, arrays = read_saved(path, "predictor.json", FORMAT, FORMAT_VERSION, "predictor")
         pred = get_predictor(meta["name"], **meta["params"])
         pred.targets_ = list(meta["targets"])
         pred.n_train_ = int(meta["n_train"])
@@ -417,3 +406,51 @@ class Predictor:
         for target, values in text.items():
             pred.models_[target].update(values)
         return pred
+
+
+def write_saved(path: str | os.PathLike, meta_name: str, meta: str, arrays: dict[str, np.ndarray]) -> Path:
+    """Write a saved directory: ``arrays.safetensors`` and the JSON text ``meta`` as ``meta_name``."""
+    from safetensors.numpy import save_file
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(arrays, str(out / "arrays.safetensors"))
+    (out / meta_name).write_text(meta + "\n", encoding="utf-8")
+    return out
+
+
+def read_saved(path: str | os.PathLike, meta_name: str, fmt: str, version: int,
+               what: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata and arrays of a directory written by :func:`write_saved`, checked to be of
+    format ``fmt`` at ``version`` with this perfcast's feature columns; ``what`` names the kind
+    of saved object in errors."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    root = Path(path)
+    try:
+        meta = json.loads((root / meta_name).read_text(encoding="utf-8"))
+        arrays = load_file(str(root / "arrays.safetensors"))
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise ModelLoadError(str(path), f"not a saved {what} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise ModelLoadError(str(path), f"{meta_name} is not a perfcast {what}")
+    if meta.get("format_version") != version:
+        raise ModelLoadError(str(path), f"format version {meta.get('format_version')!r}; "
+                                        f"this perfcast reads {version}")
+    if meta.get("feature_columns") != list(COLUMNS):
+        raise ModelLoadError(str(path), "saved with a different feature set")
+    return meta, arrays
+
+
+def leave_one_out_residuals(predictor: "Predictor", target: str, stats: list[GraphStats],
+                            y: np.ndarray) -> np.ndarray:
+    """Sorted relative residuals of ``predictor``'s hooks, each row predicted by a model fitted on
+    all the other rows."""
+    n = len(stats)
+    residuals = np.empty(n)
+    for i in range(n):
+        rest = [k for k in range(n) if k != i]
+        model = predictor._fit_target(target, [stats[k] for k in rest], y[rest])
+        residuals[i] = relative_residuals(y[i: i + 1], predictor._predict_target(target, model, [stats[i]]))[0]
+    return np.sort(residuals)

@@ -48,17 +48,21 @@ from typing import Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from perfcast.errors import ModelLoadError, UsageError
+from perfcast.errors import UsageError
 from perfcast.ir.graph import Graph
 from perfcast.predictors.base import (
     MIN_LABELS,
     TARGETS,
+    Parameters,
     Predictor,
     _check_graphs,
     _check_targets,
     _log_features,
     fit_domain,
-    relative_residuals,
+    leave_one_out_residuals,
+    read_saved,
+    registering,
+    write_saved,
 )
 from perfcast.predictors.features import COLUMNS, GraphStats, graph_stats
 from perfcast.predictors.flops import FlopsLinear
@@ -77,15 +81,7 @@ _MODELS: dict[str, type["MultiDeviceModel"]] = {}
 # --- registry ----------------------------------------------------------------------------------
 def register_multidevice(name: str) -> Callable[[type["MultiDeviceModel"]], type["MultiDeviceModel"]]:
     """Class decorator: make a multi-device method available by ``name``."""
-
-    def deco(cls: type[MultiDeviceModel]) -> type[MultiDeviceModel]:
-        if name in _MODELS:
-            raise ValueError(f"multi-device method {name!r} registered twice")
-        cls.name = name
-        _MODELS[name] = cls
-        return cls
-
-    return deco
+    return registering(_MODELS, "multi-device method", name)
 
 
 def multidevice_names() -> list[str]:
@@ -359,7 +355,7 @@ def extend_domain(domain: Mapping[str, np.ndarray], stats: Sequence[GraphStats])
 
 
 # --- the multi-device model --------------------------------------------------------------------
-class MultiDeviceModel:
+class MultiDeviceModel(Parameters):
     """Base class of the multi-device methods (see the module docstring).
 
     A subclass stores its parameters in ``__init__``, learns from the tasks in
@@ -369,19 +365,6 @@ class MultiDeviceModel:
 
     name: ClassVar[str] = ""
     predictor_name: ClassVar[str] = ""
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        import inspect
-
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD]
-
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in self._param_names()}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     def _check_params(self) -> None:
         """Raise UsageError for a bad parameter value."""
@@ -441,38 +424,17 @@ class MultiDeviceModel:
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fitted model to the directory ``path`` (created if needed)."""
-        from safetensors.numpy import save_file
-
         self._fitted()
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
         arrays = {f"model/{k}": np.ascontiguousarray(v, dtype=np.float64) for k, v in self.arrays_.items()}
         arrays.update({f"domain/{k}": np.ascontiguousarray(v) for k, v in self.domain_.items()})
-        save_file(arrays, str(out / "arrays.safetensors"))
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "name": self.name, "params": self.get_params(),
                 "feature_columns": list(COLUMNS), "state": self.state_}
-        (out / "model.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        return out
+        return write_saved(path, "model.json", json.dumps(meta, indent=1), arrays)
 
     @staticmethod
     def load(path: str | os.PathLike) -> "MultiDeviceModel":
         """Read a model written by :meth:`save` (any registered method)."""
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
-        root = Path(path)
-        try:
-            meta = json.loads((root / "model.json").read_text(encoding="utf-8"))
-            arrays = load_file(str(root / "arrays.safetensors"))
-        except (OSError, ValueError, SafetensorError) as exc:
-            raise ModelLoadError(str(path), f"not a saved multi-device model ({type(exc).__name__}: {exc})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ModelLoadError(str(path), "model.json is not a perfcast multi-device model")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ModelLoadError(str(path), f"format version {meta.get('format_version')!r}; "
-                                            f"this perfcast reads {FORMAT_VERSION}")
-        if meta.get("feature_columns") != list(COLUMNS):
-            raise ModelLoadError(str(path), "saved with a different feature set")
+        meta, arrays = read_saved(path, "model.json", FORMAT, FORMAT_VERSION, "multi-device model")
         model = get_multidevice(meta["name"], **meta["params"])
         model.state_ = meta["state"]
         model.arrays_ = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
@@ -531,15 +493,24 @@ class AdaptedPredictor(Predictor):
 
     def _cross_residuals(self, target: str, stats: list[GraphStats], y: np.ndarray,
                          profiles: list[list[dict] | None] | None = None) -> np.ndarray:
-        n = len(stats)
-        if n > LOO_MAX_ROWS:
+        if len(stats) > LOO_MAX_ROWS:
             return super()._cross_residuals(target, stats, y, profiles)
-        residuals = np.empty(n)
-        for i in range(n):
-            rest = [k for k in range(n) if k != i]
-            model = self._fit_target(target, [stats[k] for k in rest], y[rest])
-            residuals[i] = relative_residuals(y[i: i + 1], self._predict_target(target, model, [stats[i]]))[0]
-        return np.sort(residuals)
+        return leave_one_out_residuals(self, target, stats, y)
+
+
+def check_perceptron_params(model: MultiDeviceModel) -> None:
+    """Check the training parameters of a method that trains a perceptron: ``hidden`` (a list of
+    layer widths up to 1024), ``steps``, ``learning_rate``, ``weight_decay`` and ``seed``."""
+    from perfcast.predictors.kernel import _check_number
+
+    if isinstance(model.hidden, (str, bytes)) or not isinstance(model.hidden, Sequence) or not model.hidden:
+        raise UsageError("hidden", f"must be a list of layer widths, not {model.hidden!r}")
+    for width in model.hidden:
+        _check_number("hidden", width, 1, integer=True, high=1024)
+    _check_number("steps", model.steps, 1, integer=True)
+    _check_number("learning_rate", model.learning_rate, 1e-6, high=1.0)
+    _check_number("weight_decay", model.weight_decay, 0.0)
+    _check_number("seed", model.seed, 0, integer=True)
 
 
 def check_samples(graphs, targets) -> tuple[list[Graph], dict[str, np.ndarray]]:
@@ -570,14 +541,7 @@ class ConditionedModel(MultiDeviceModel):
     def _check_params(self) -> None:
         from perfcast.predictors.kernel import _check_number
 
-        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence) or not self.hidden:
-            raise UsageError("hidden", f"must be a list of layer widths, not {self.hidden!r}")
-        for width in self.hidden:
-            _check_number("hidden", width, 1, integer=True, high=1024)
-        _check_number("steps", self.steps, 1, integer=True)
-        _check_number("learning_rate", self.learning_rate, 1e-6, high=1.0)
-        _check_number("weight_decay", self.weight_decay, 0.0)
-        _check_number("seed", self.seed, 0, integer=True)
+        check_perceptron_params(self)
         _check_number("prior_rows", self.prior_rows, 0.0)
 
     def get_params(self) -> dict:

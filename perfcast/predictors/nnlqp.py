@@ -18,7 +18,6 @@ from typing import Sequence
 
 import numpy as np
 
-from perfcast.errors import UsageError
 from perfcast.predictors.base import register_predictor
 from perfcast.predictors.features import GraphStats
 from perfcast.predictors.kernel import _check_number
@@ -26,6 +25,7 @@ from perfcast.predictors.multidevice import (
     AdaptedPredictor,
     MultiDeviceModel,
     Task,
+    check_perceptron_params,
     gradient_head,
     register_multidevice,
     task_pairs,
@@ -45,14 +45,7 @@ class TrunkHeadsModel(MultiDeviceModel):
         self.seed = seed
 
     def _check_params(self) -> None:
-        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence) or not self.hidden:
-            raise UsageError("hidden", f"must be a list of layer widths, not {self.hidden!r}")
-        for width in self.hidden:
-            _check_number("hidden", width, 1, integer=True, high=1024)
-        _check_number("steps", self.steps, 1, integer=True)
-        _check_number("learning_rate", self.learning_rate, 1e-6, high=1.0)
-        _check_number("weight_decay", self.weight_decay, 0.0)
-        _check_number("seed", self.seed, 0, integer=True)
+        check_perceptron_params(self)
 
     def get_params(self) -> dict:
         params = super().get_params()

@@ -35,8 +35,8 @@ from perfcast.predictors.base import (
     Predictor,
     _log_features,
     get_predictor,
+    leave_one_out_residuals,
     register_predictor,
-    relative_residuals,
 )
 from perfcast.predictors.features import GraphStats, graph_stats
 from perfcast.predictors.flops import FlopsLinear
@@ -194,15 +194,9 @@ class TransferPredictor(Predictor):
 
     def _cross_residuals(self, target: str, stats: list[GraphStats], y: np.ndarray,
                          profiles: list[list[dict] | None] | None = None) -> np.ndarray:
-        n = len(stats)
-        if n > LOO_MAX_ROWS:
+        if len(stats) > LOO_MAX_ROWS:
             return super()._cross_residuals(target, stats, y, profiles)
-        residuals = np.empty(n)
-        for i in range(n):
-            rest = [k for k in range(n) if k != i]
-            model = self._fit_target(target, [stats[k] for k in rest], y[rest])
-            residuals[i] = relative_residuals(y[i: i + 1], self._predict_target(target, model, [stats[i]]))[0]
-        return np.sort(residuals)
+        return leave_one_out_residuals(self, target, stats, y)
 
     def chosen_bases(self) -> dict[str, list[tuple[int, str]]]:
         """Per target, the ``(index in bases, base target)`` pairs of the map (index -1: FLOPs prior)."""

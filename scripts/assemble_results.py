@@ -1,0 +1,37 @@
+"""Assemble docs/results.md from the reports that scripts/make_results.sh writes (plots copied to
+docs/results/). Usage: python scripts/assemble_results.py OUT_DIR"""
+
+import pathlib
+import re
+import sys
+
+PARTS = {
+    "nb201-cifar10": "HW-NAS-Bench NAS-Bench-201, CIFAR-10 networks (protocol a)",
+    "shared": "All public data: new devices from k samples (protocol b), leave one space out (protocol c)",
+    "local": "Local dataset, this machine's CPU (protocols a and c)",
+}
+
+
+def main(out: pathlib.Path) -> None:
+    plots = pathlib.Path("docs/results")
+    plots.mkdir(parents=True, exist_ok=True)
+    text = ["# Results", "",
+            "Regenerate with `scripts/make_results.sh` (each section starts with its `perfcast evaluate` command).",
+            "Latency in ms, energy in mJ, memory in bytes; MAPE in percent; Spearman and Kendall over distinct",
+            "networks; 'cover 90%' is the share of test labels inside the 90% conformal intervals."]
+    for name, title in PARTS.items():
+        path = out / name / "report.md"
+        if not path.is_file():
+            continue
+        for png in (out / name).glob("*.png"):
+            (plots / f"{name}-{png.name}").write_bytes(png.read_bytes())
+        report = [re.sub(r"\(([^)/]+\.png)\)", rf"(results/{name}-\1)", line)
+                  for line in path.read_text(encoding="utf-8").splitlines()]
+        text += ["", f"## {title}", ""]
+        text += [("#" + line) if line.startswith("#") else line for line in report[1:]]
+    pathlib.Path("docs/results.md").write_text("\n".join(text) + "\n", encoding="utf-8")
+    print("wrote docs/results.md")
+
+
+if __name__ == "__main__":
+    main(pathlib.Path(sys.argv[1]))
