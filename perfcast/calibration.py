@@ -236,7 +236,7 @@ def measure(specs: list[str], runner, *, db: str | None = None, budget_minutes: 
     (``workers``, ``time_budget_s``...)."""
     from perfcast import api
     from perfcast.profiling.protocol import profile
-    from perfcast.profiling.session import Job, _store_measurement, _write_model
+    from perfcast.profiling.session import Job, store_measurement, write_model
     from perfcast.progress import Progress
     from perfcast.store import open_store
 
@@ -247,7 +247,7 @@ def measure(specs: list[str], runner, *, db: str | None = None, budget_minutes: 
         try:
             device_id = _store_device(store, runner)
             network_ids = store.add_networks(list(zip(graphs, specs)))
-            files = [_write_model(Job(spec, g), runner, folder) for spec, g in zip(specs, graphs)]
+            files = [write_model(Job(spec, g), runner, folder) for spec, g in zip(specs, graphs)]
             bar = _ChunkedBar(Progress(len(specs) * (workers + 1), f"calibrate {runner.name}", enabled=progress),
                               workers + 1, len(specs))
             result = Measured([], [], [], [], device=runner.device_name())
@@ -266,7 +266,7 @@ def measure(specs: list[str], runner, *, db: str | None = None, budget_minutes: 
                 bar.finish()
                 baseline = baseline or measurements[0].reference_baseline_ms
                 for i, m in zip(part, measurements):
-                    _store_measurement(store, m, network_ids[i], device_id, 1)
+                    store_measurement(store, m, network_ids[i], device_id, 1)
                     _collect(result, specs[i], graphs[i], m)
             bar.bar.close()
             result.seconds = time.monotonic() - start

@@ -97,10 +97,15 @@ class GraphStats:
         self._graph = weakref.ref(graph) if graph is not None else None
 
     @property
+    def graph(self) -> Graph | None:
+        """The graph these stats were last asked for, while it is alive (else None)."""
+        return self._graph() if self._graph is not None else None
+
+    @property
     def nodes(self) -> "NodeTable | None":
         """Per-node table of every node (see :func:`node_table`); None when the graph is gone."""
-        if self._nodes is None and self._graph is not None:
-            graph = self._graph()
+        if self._nodes is None:
+            graph = self.graph
             if graph is not None:
                 self._nodes = node_table(graph, analyze_graph(graph).node_costs)
         return self._nodes

@@ -157,8 +157,7 @@ def stats_data(stats: GraphStats):
     if hit is not None:
         _CACHE.move_to_end(stats.content_hash)
         return hit
-    ref = stats._graph
-    return _cached(stats.content_hash, ref() if ref is not None else None, stats)
+    return _cached(stats.content_hash, stats.graph, stats)
 
 
 def batch(datas: Sequence):

@@ -58,7 +58,7 @@ def _resolve(refs: list[str], manifest: list[tuple[str, str]], batch_size: int |
     return jobs
 
 
-def _write_model(job: Job, runner, folder: str) -> str:
+def write_model(job: Job, runner, folder: str) -> str:
     """A file the runtime can run: the user's own file, else one written from the IR."""
     if job.file and job.file.endswith(runner.model_suffix):
         return job.file
@@ -134,14 +134,14 @@ def profile_into_store(
         with tempfile.TemporaryDirectory(prefix="perfcast-profile-") as folder:
             for start in range(0, len(todo), chunk):
                 part = todo[start: start + chunk]
-                files = [_write_model(job, runner, folder) for job, _, _ in part]
+                files = [write_model(job, runner, folder) for job, _, _ in part]
                 try:
                     results = profile(files, runtime=runtime, threads=threads, kernels=kernels, memory=memory,
                                       single_model_errors=False, **settings)
                 finally:
                     _remove_written(files, folder)
                 for (job, network_id, batch), m in zip(part, results):
-                    _store_measurement(store, m, network_id, device_id, batch)
+                    store_measurement(store, m, network_id, device_id, batch)
                     summary.measured.append(measurement_record(m, job.ref, batch))
                     bar.update(1, job.ref)
         bar.close()
@@ -154,7 +154,7 @@ def profile_into_store(
     return summary
 
 
-def _store_measurement(store, m: Measurement, network_id: int, device_id: int, batch: int) -> None:
+def store_measurement(store, m: Measurement, network_id: int, device_id: int, batch: int) -> None:
     status = m.status if m.status in ("ok", "failed", "timeout") else "failed"
     if m.error_kind == "timeout":
         status = "timeout"
