@@ -15,7 +15,7 @@ from perfcast.api import load
 from perfcast.ir.builder import GraphBuilder
 from perfcast.predictors import Predictor, get_predictor
 from perfcast.predictors import gnn
-from perfcast.predictors.features import COLUMNS, graph_stats
+from perfcast.predictors.features import N_SUMMARY, graph_stats
 from perfcast.predictors.graphdata import KIND_INDEX, KINDS, NODE_FEATURES, NUMERIC, NUMERIC_START, batch, graph_data
 from perfcast.predictors.graphdata import stats_data as graph_data_of
 from perfcast.spaces.registry import sample_specs
@@ -43,7 +43,7 @@ def test_small_graph_to_data():
     kinds = [n.op_type for n in g.nodes]
     assert kinds == ["Conv", "Relu", "Add", "GlobalAveragePool", "Flatten", "Gemm"]
     assert d.num_nodes == len(g.nodes) == 6
-    assert d.x.shape == (6, len(NODE_FEATURES)) and d.u.shape == (1, len(COLUMNS))
+    assert d.x.shape == (6, len(NODE_FEATURES)) and d.u.shape == (1, N_SUMMARY)
     assert d.kind.tolist() == [KIND_INDEX[k] for k in kinds]
     assert (d.x[:, :len(KINDS)].argmax(dim=1) == d.kind).all()
     # producer -> consumer pairs: conv->relu, conv->add, relu->add, add->gap, gap->flatten, flatten->gemm
@@ -106,7 +106,7 @@ def test_compressed_plan_equals_the_full_graphs(structural, conv, readout):
     plan = gnn.make_plan(stats, 3)
     assert plan.levels[-1].self_index.size < sum(plan.nodes) / 3  # NAS-Bench-201 repeats its cells
     model = {"x_mean": 0.0, "x_std": 1.0, "u_mean": 0.0, "u_std": 1.0}
-    net = gnn.build_net(conv, readout, 3, 16, 4, 1, True, len(COLUMNS), 0)
+    net = gnn.build_net(conv, readout, 3, 16, 4, 1, True, N_SUMMARY, 0)
     with torch.no_grad():
         compressed = net(gnn._torch_plan(plan, model)).numpy()
         full = net(gnn._torch_plan(_full_plan(stats, 3), model)).numpy()

@@ -22,7 +22,8 @@ on the others, giving out-of-sample RELATIVE residuals ``|y - yhat| / yhat``. Fo
 0), with ``q`` the ``ceil((n + 1)(1 - alpha))``-th smallest residual (the largest one when that rank
 exceeds ``n``). Relative residuals make the width scale with the prediction, as latency errors do.
 
-Domain check: features are mapped to ``log1p`` space and standardised by the training mean and
+Domain check: the summary features (every column before the hashed structure counts,
+:data:`~perfcast.predictors.features.N_SUMMARY`) are mapped to ``log1p`` space and standardised by the training mean and
 standard deviation (floored at ``DOMAIN_MIN_SCALE``, so a column constant in training, such as the
 input resolution, still separates a graph that differs in it by more than about 10%). A graph is
 out of domain when its mean distance to its ``DOMAIN_K`` nearest training graphs exceeds the 99th
@@ -49,7 +50,7 @@ import numpy as np
 
 from perfcast.errors import ModelLoadError, UsageError
 from perfcast.ir.graph import Graph
-from perfcast.predictors.features import COLUMNS, GraphStats, graph_stats
+from perfcast.predictors.features import COLUMNS, N_SUMMARY, GraphStats, graph_stats
 
 TARGETS = ("latency_ms", "energy_mj", "memory_bytes")
 FORMAT = "perfcast-predictor"
@@ -220,6 +221,11 @@ def _log_features(stats: Sequence[GraphStats]) -> np.ndarray:
     return np.log1p(np.maximum(np.vstack([s.row for s in stats]), 0.0))
 
 
+def domain_features(stats: Sequence[GraphStats]) -> np.ndarray:
+    """The ``log1p`` summary columns that the domain check measures distances in."""
+    return np.log1p(np.maximum(np.vstack([s.row[:N_SUMMARY] for s in stats]), 0.0))
+
+
 def _neighbour_distances(z: np.ndarray, reference: np.ndarray, k: int, leave_one_out: bool) -> np.ndarray:
     """Sorted distances from each row of ``z`` to its ``k`` nearest rows of ``reference``
     (``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b``, in row blocks so memory stays bounded)."""
@@ -239,7 +245,7 @@ def _neighbour_distances(z: np.ndarray, reference: np.ndarray, k: int, leave_one
 
 
 def fit_domain(stats: Sequence[GraphStats]) -> dict[str, np.ndarray]:
-    z = _log_features(stats)
+    z = domain_features(stats)
     mean = z.mean(axis=0)
     scale = np.maximum(z.std(axis=0), DOMAIN_MIN_SCALE)
     zs = (z - mean) / scale
@@ -250,8 +256,15 @@ def fit_domain(stats: Sequence[GraphStats]) -> dict[str, np.ndarray]:
     return {"mean": mean, "scale": scale, "train": zs, "threshold": np.array([threshold])}
 
 
+def extend_domain(domain: Mapping[str, np.ndarray], stats: Sequence[GraphStats]) -> dict[str, np.ndarray]:
+    """A copy of ``domain`` with ``stats`` added to its reference set (same standardisation)."""
+    out = {k: np.array(v, copy=True) for k, v in domain.items()}
+    out["train"] = np.vstack([out["train"], (domain_features(stats) - out["mean"]) / out["scale"]])
+    return out
+
+
 def in_domain_mask(domain: Mapping[str, np.ndarray], stats: Sequence[GraphStats]) -> np.ndarray:
-    zs = (_log_features(stats) - domain["mean"]) / domain["scale"]
+    zs = (domain_features(stats) - domain["mean"]) / domain["scale"]
     near = _neighbour_distances(zs, domain["train"], DOMAIN_K, False)
     return (near.mean(axis=1) <= float(domain["threshold"][0])) | (near[:, 0] <= SAME_FEATURES)
 

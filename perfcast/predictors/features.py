@@ -13,7 +13,14 @@ One row per graph, with named columns:
   (read + written) and ``<family>_count``;
 - dataflow between families: ``flow_<a>_<b>`` counts the edges from an operator of family ``a``
   to one of family ``b`` where both still run after folding (the producer-consumer pairs that
-  runtimes fuse into one kernel, or launch as two).
+  runtimes fuse into one kernel, or launch as two);
+- structure: ``wl_<i>`` are Weisfeiler-Lehman subtree counts (the graph kernel of Shervashidze et
+  al., JMLR 2011, used as NAS features by Ru et al., ICLR 2021), hashed into :data:`WL_BUCKETS`
+  buckets. A node's label starts as its op type, marked when folding removes it; each of
+  :data:`WL_ITERATIONS` rounds relabels a node by its label and the sorted labels of its producers.
+  Two graphs with the same operators and totals but wired differently (which edge of a cell holds
+  the convolution, what a sum adds up) differ here. Labels are CRC-32 hashes, the same in every
+  process and on every machine.
 
 Op families are looked up by exact op type (ONNX and TFLite names) in :data:`OP_FAMILY`; an op type
 that is not listed counts as ``other``. A ``Conv`` whose ``group`` equals its input channels (and is
@@ -30,6 +37,8 @@ network seen by several predictors or folds is analysed once.
 from __future__ import annotations
 
 import weakref
+import zlib
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
@@ -41,6 +50,8 @@ from perfcast.analysis.liveness import running_nodes
 from perfcast.ir.graph import Graph, Node
 from perfcast.ops import onnx_ops, tflite_ops
 
+WL_BUCKETS = 512
+WL_ITERATIONS = 2
 FAMILIES = ("conv", "dwconv", "gemm", "norm", "activation", "pool", "elementwise", "data_movement", "other")
 
 _ACTIVATIONS = (
@@ -75,9 +86,11 @@ TOTALS = ("macs", "flops", "params", "bytes_read", "bytes_written", "weight_byte
           "nodes", "batch", "input_elems", "live_macs", "live_flops", "live_bytes", "live_nodes")
 COLUMNS: tuple[str, ...] = TOTALS + tuple(
     f"{fam}_{what}" for fam in FAMILIES for what in ("macs", "flops", "bytes", "count")
-) + tuple(f"flow_{a}_{b}" for a in FAMILIES for b in FAMILIES)
+) + tuple(f"flow_{a}_{b}" for a in FAMILIES for b in FAMILIES) + tuple(f"wl_{i}" for i in range(WL_BUCKETS))
 _COLUMN_INDEX = {c: i for i, c in enumerate(COLUMNS)}
 N_AGGREGATE = COLUMNS.index(f"flow_{FAMILIES[0]}_{FAMILIES[0]}")  # totals and per-family columns come first
+N_SUMMARY = COLUMNS.index("wl_0")  # every column before the structure counts
+_WL_START = N_SUMMARY
 
 
 class GraphStats:
@@ -276,13 +289,32 @@ def compute_stats(graph: Graph) -> GraphStats:
         flops.append(cost.flops)
         nbytes.append(moved)
     producer: dict[str, int] = {}
+    producers: list[list[int]] = []
     for i, node in enumerate(graph.nodes):
+        preds = sorted({producer[n] for n in node.inputs if n in producer})
+        producers.append(preds)
         if running[i]:
-            for j in {producer[n] for n in node.inputs if n in producer}:
+            for j in preds:
                 if running[j]:
                     row[_COLUMN_INDEX[f"flow_{families[j]}_{families[i]}"]] += 1
         producer.update((o, i) for o in node.outputs if o)
+    row[_WL_START:] = wl_counts([n.op_type for n in graph.nodes], running, producers)
     return GraphStats(graph.content_hash, row, np.asarray(flops, float), np.asarray(nbytes, float), graph=graph)
+
+
+def wl_counts(op_types: Sequence[str], running: Sequence[bool], producers: Sequence[Sequence[int]],
+              buckets: int = WL_BUCKETS, iterations: int = WL_ITERATIONS) -> np.ndarray:
+    """Hashed Weisfeiler-Lehman subtree counts of a graph given per node (topological order) its op
+    type, whether it runs after folding, and the indices of its producers (see the module text)."""
+    labels = [zlib.crc32(f"{op}{'' if runs else '~'}".encode()) for op, runs in zip(op_types, running)]
+    counts = np.zeros(buckets)
+    for it in range(iterations + 1):
+        for label in labels:
+            counts[zlib.crc32(array("I", (it, label)).tobytes()) % buckets] += 1
+        if it < iterations:
+            labels = [zlib.crc32(array("I", [label, *sorted(labels[p] for p in preds)]).tobytes())
+                      for label, preds in zip(labels, producers)]
+    return counts
 
 
 _CACHE: OrderedDict[str, GraphStats] = OrderedDict()

@@ -29,6 +29,7 @@ from perfcast.predictors.base import (
     _check_graphs,
     _check_targets,
     _log_features,
+    extend_domain,
     register_predictor,
 )
 from perfcast.predictors.features import GraphStats, graph_stats
@@ -106,7 +107,6 @@ class GradientBoostedTrees(Predictor):
             self.models_[target] = self._fit_target(target, stats, all_y)
             self.residuals_[target] = self._cross_residuals(target, stats, all_y)
         self.targets_ = [t for t in TARGETS if t in self.models_]
-        new = (_log_features(_stats_of_rows(rows)) - self.domain_["mean"]) / self.domain_["scale"]
-        self.domain_["train"] = np.vstack([self.domain_["train"], new])
+        self.domain_ = extend_domain(self.domain_, _stats_of_rows(rows))
         self.n_train_ += len(graphs)
         return self

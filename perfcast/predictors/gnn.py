@@ -103,7 +103,7 @@ class Plan:
     levels: list[Level]
     members: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per level 0..L: (graph, class, count)
     nodes: np.ndarray  # (graphs,) node count
-    u: np.ndarray  # (graphs, COLUMNS) log1p graph features
+    u: np.ndarray  # (graphs, N_SUMMARY) log1p summary graph features
 
     @property
     def graphs(self) -> int:

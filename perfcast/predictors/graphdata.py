@@ -15,7 +15,8 @@ Nodes are the graph's operators in topological order (the rows of its
 
 An edge ``j -> i`` joins a producer to a consumer (one per distinct pair, as in the NodeTable);
 ``edge_attr`` holds ``log1p`` of the elements and of the bytes of the tensors that flow along it.
-``u`` is the graph's feature row (:data:`~perfcast.predictors.features.COLUMNS`) in ``log1p``.
+``u`` is the graph's summary feature row (the first :data:`~perfcast.predictors.features.N_SUMMARY` columns,
+without the hashed structure counts that the graph network learns itself) in ``log1p``.
 
 :func:`graph_data` converts a graph; :func:`stats_data` does the same from its
 :class:`~perfcast.predictors.features.GraphStats`. Both are cached per content hash.
@@ -31,7 +32,7 @@ import numpy as np
 
 from perfcast.errors import UsageError
 from perfcast.ir.graph import Graph
-from perfcast.predictors.features import FAMILIES, NODE_COLUMNS, GraphStats, graph_stats
+from perfcast.predictors.features import FAMILIES, N_SUMMARY, NODE_COLUMNS, GraphStats, graph_stats
 
 OTHER = "other"
 KINDS: tuple[str, ...] = (
@@ -125,7 +126,7 @@ def _convert(graph: Graph, stats: GraphStats):
 
     kind, x = node_features(stats)
     index, attr = edge_features(graph)
-    u = np.log1p(np.maximum(stats.row, 0.0)).astype(np.float32)[None, :]
+    u = np.log1p(np.maximum(stats.row[:N_SUMMARY], 0.0)).astype(np.float32)[None, :]
     return Data(x=torch.from_numpy(x), kind=torch.from_numpy(kind), edge_index=torch.from_numpy(index),
                 edge_attr=torch.from_numpy(attr), u=torch.from_numpy(u), num_nodes=x.shape[0])
 

@@ -14,7 +14,8 @@ Each labelled (device, target) pair with at least :data:`MIN_TASK_ROWS` labels i
 Every method here predicts ``log y`` through the same two-part form, so one predictor class
 (:class:`AdaptedPredictor`) serves them all:
 
-- a *trunk*: the graph-level feature row (:data:`perfcast.predictors.features.COLUMNS`), mapped by
+- a *trunk*: the graph-level summary row (:data:`perfcast.predictors.features.COLUMNS` up to
+  :data:`~perfcast.predictors.features.N_SUMMARY`), mapped by
   ``log1p`` and standardised by the multi-device training set's mean and deviation, through a
   multilayer perceptron (ReLU layers; the last one linear where it gives one number) whose weights the method derives
   for the new device (a hardware embedding folded into the first layer's bias, for instance);
@@ -57,7 +58,8 @@ from perfcast.predictors.base import (
     Predictor,
     _check_graphs,
     _check_targets,
-    _log_features,
+    domain_features,
+    extend_domain,
     fit_domain,
     leave_one_out_residuals,
     read_saved,
@@ -105,7 +107,9 @@ def device_key(name: str) -> str:
 
 # --- features ----------------------------------------------------------------------------------
 def log_rows(stats: Sequence[GraphStats]) -> np.ndarray:
-    return _log_features(stats)
+    """The trunk's input: the ``log1p`` summary columns (the perceptrons learn from a few thousand
+    networks, too few for the sparse hashed structure counts)."""
+    return domain_features(stats)
 
 
 def standardiser(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -344,14 +348,6 @@ def collect_tasks(data) -> tuple[list[GraphStats], list[Task]]:
     if not tasks:
         raise UsageError("devices", f"no (device, target) has {MIN_TASK_ROWS} positive labels")
     return stats, tasks
-
-
-def extend_domain(domain: Mapping[str, np.ndarray], stats: Sequence[GraphStats]) -> dict[str, np.ndarray]:
-    """``domain`` with ``stats`` added to its reference set."""
-    out = {k: np.array(v, copy=True) for k, v in domain.items()}
-    z = (log_rows(stats) - out["mean"]) / out["scale"]
-    out["train"] = np.vstack([out["train"], z])
-    return out
 
 
 # --- the multi-device model --------------------------------------------------------------------

@@ -33,7 +33,7 @@ from perfcast.errors import UsageError
 from perfcast.ir.graph import Graph
 from perfcast.predictors.base import (
     Predictor,
-    _log_features,
+    extend_domain,
     get_predictor,
     leave_one_out_residuals,
     register_predictor,
@@ -154,10 +154,7 @@ class TransferPredictor(Predictor):
         return self
 
     def _extend_domain(self, base: Predictor, graphs: Sequence[Graph]) -> None:
-        domain = {k: np.array(v, copy=True) for k, v in base.domain_.items()}
-        z = (_log_features([graph_stats(g) for g in graphs]) - domain["mean"]) / domain["scale"]
-        domain["train"] = np.vstack([domain["train"], z])
-        self.domain_ = domain
+        self.domain_ = extend_domain(base.domain_, [graph_stats(g) for g in graphs])
 
     def _candidates(self, stats: list[GraphStats], y: np.ndarray, target: str) -> list[_Candidate]:
         if self._bases:
