@@ -17,10 +17,11 @@ One row per graph, with named columns:
 - structure: ``wl_<i>`` are Weisfeiler-Lehman subtree counts (the graph kernel of Shervashidze et
   al., JMLR 2011, used as NAS features by Ru et al., ICLR 2021), hashed into :data:`WL_BUCKETS`
   buckets. A node's label starts as its op type, marked when folding removes it; each of
-  :data:`WL_ITERATIONS` rounds relabels a node by its label and the sorted labels of its producers.
+  :data:`WL_ITERATIONS` rounds relabels a node by its label and the multiset of its producers'
+  labels.
   Two graphs with the same operators and totals but wired differently (which edge of a cell holds
-  the convolution, what a sum adds up) differ here. Labels are CRC-32 hashes, the same in every
-  process and on every machine.
+  the convolution, what a sum adds up) differ here. Labels are integer hashes (CRC-32 of the op
+  type, then MurmurHash3's finaliser), the same in every process and on every machine.
 
 Op families are looked up by exact op type (ONNX and TFLite names) in :data:`OP_FAMILY`; an op type
 that is not listed counts as ``other``. A ``Conv`` whose ``group`` equals its input channels (and is
@@ -38,9 +39,9 @@ from __future__ import annotations
 
 import weakref
 import zlib
-from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -302,18 +303,40 @@ def compute_stats(graph: Graph) -> GraphStats:
     return GraphStats(graph.content_hash, row, np.asarray(flops, float), np.asarray(nbytes, float), graph=graph)
 
 
+def _mix(x: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser, elementwise on uint64 (arithmetic modulo 2**64)."""
+    x = x ^ (x >> np.uint64(33))
+    x = x * np.uint64(0xFF51AFD7ED558CCD)
+    x = x ^ (x >> np.uint64(33))
+    x = x * np.uint64(0xC4CEB9FE1A85EC53)
+    return x ^ (x >> np.uint64(33))
+
+
+@lru_cache(maxsize=1024)
+def _op_label(op_type: str, runs: bool) -> int:
+    return zlib.crc32(f"{op_type}{'' if runs else '~'}".encode())
+
+
 def wl_counts(op_types: Sequence[str], running: Sequence[bool], producers: Sequence[Sequence[int]],
               buckets: int = WL_BUCKETS, iterations: int = WL_ITERATIONS) -> np.ndarray:
     """Hashed Weisfeiler-Lehman subtree counts of a graph given per node (topological order) its op
-    type, whether it runs after folding, and the indices of its producers (see the module text)."""
-    labels = [zlib.crc32(f"{op}{'' if runs else '~'}".encode()) for op, runs in zip(op_types, running)]
+    type, whether it runs after folding, and the indices of its producers (see the module text).
+
+    A node's next label mixes its label with the sum of its producers' mixed labels (a sum, so the
+    producers' order does not matter); round ``r`` counts ``mix(label + r)`` modulo ``buckets``.
+    Integer arithmetic only: the same counts in every process, on every machine."""
+    labels = np.array([_op_label(op, bool(runs)) for op, runs in zip(op_types, running)], dtype=np.uint64)
+    dst = np.fromiter((i for i, preds in enumerate(producers) for _ in preds), dtype=np.intp)
+    src = np.fromiter((p for preds in producers for p in preds), dtype=np.intp)
     counts = np.zeros(buckets)
-    for it in range(iterations + 1):
-        for label in labels:
-            counts[zlib.crc32(array("I", (it, label)).tobytes()) % buckets] += 1
-        if it < iterations:
-            labels = [zlib.crc32(array("I", [label, *sorted(labels[p] for p in preds)]).tobytes())
-                      for label, preds in zip(labels, producers)]
+    with np.errstate(over="ignore"):
+        for it in range(iterations + 1):
+            counts += np.bincount((_mix(labels + np.uint64(it)) % np.uint64(buckets)).astype(np.intp),
+                                  minlength=buckets)
+            if it < iterations:
+                inflow = np.zeros(len(labels), dtype=np.uint64)
+                np.add.at(inflow, dst, _mix(labels[src]))
+                labels = _mix(labels * np.uint64(0x9E3779B97F4A7C15) + inflow)
     return counts
 
 
