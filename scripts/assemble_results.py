@@ -1,6 +1,7 @@
 """Assemble docs/results.md from the reports that scripts/make_results.sh writes (plots copied to
 docs/results/). Usage: python scripts/assemble_results.py OUT_DIR"""
 
+import json
 import pathlib
 import re
 import sys
@@ -10,6 +11,22 @@ PARTS = {
     "shared": "All public data: new devices from k samples (protocol b), leave one space out (protocol c)",
     "local": "Local dataset, this machine's CPU (protocols a and c)",
 }
+
+
+def training_section(path: pathlib.Path) -> list[str]:
+    """The shipped devices' training times, from ``scripts/train_shipped.py --timings``."""
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    lines = ["", "## Shipped devices: training", "",
+             f"Command: `{data['command']}` (one core). Method {data['method']} with {data['params']}; "
+             "'graphs' is building the networks from their specs, 'training' the features and the fit "
+             "(conformal residuals included).", "",
+             "| device | networks | targets | file KiB | graphs s | training s |", "|---|---|---|---|---|---|"]
+    for d in data["devices"]:
+        lines.append(f"| {d['device']} | {d['rows']} | {', '.join(d['targets'])} | {d['kib']} | "
+                     f"{d['build_s']} | {d['train_s']} |")
+    return lines
 
 
 def main(out: pathlib.Path) -> None:
@@ -29,6 +46,7 @@ def main(out: pathlib.Path) -> None:
                   for line in path.read_text(encoding="utf-8").splitlines()]
         text += ["", f"## {title}", ""]
         text += [("#" + line) if line.startswith("#") else line for line in report[1:]]
+    text += training_section(out / "training.json")
     pathlib.Path("docs/results.md").write_text("\n".join(text) + "\n", encoding="utf-8")
     print("wrote docs/results.md")
 

@@ -19,6 +19,11 @@ transfers from it). Deterministic: the same data and code give the same files. G
 once and dropped as soon as no remaining device needs them.
 
     .venv/bin/python scripts/train_shipped.py [--rows 500] [--out perfcast/devices/shipped] [--only NAME]
+                                              [--timings FILE.json]
+
+``--timings`` writes each device's rows, targets, file size and training time (graph features and
+tree fitting, one core; building the graphs from their specs is timed apart) as JSON, which
+``scripts/assemble_results.py`` puts into docs/results.md.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import json
 import statistics
 import sys
 import time
@@ -156,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR, help="where the device files go")
     parser.add_argument("--shared", type=Path, default=None, help="the shared data folder (default: shared/data)")
     parser.add_argument("--only", action="append", help="train only this device (repeatable)")
+    parser.add_argument("--timings", type=Path, default=None, help="write per-device training times (JSON) here")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     todo = [local_labels(LOCAL_DIR), *shared_labels(shared.shared_folder(args.shared), args.rows)]
@@ -163,20 +170,29 @@ def main(argv: list[str] | None = None) -> int:
         todo = [d for d in todo if d.name in args.only]
     graphs: dict = {}
     total = 0
+    timings = []
     for k, labels in enumerate(todo):
         needed = {s for d in todo[k:] for s in d.values}
         for spec in [s for s in graphs if s not in needed]:
             del graphs[spec]
+        built = time.perf_counter()
         for spec in sorted(labels.values):
             if spec not in graphs:
                 graphs[spec] = load(spec)
+        fit_start = time.perf_counter()
         path, rows = train_device(labels, graphs, args.out)
+        fit_s = time.perf_counter() - fit_start
         size = path.stat().st_size
         total += size
         targets = sorted({t for v in labels.values.values() for t in v})
+        timings.append({"device": labels.name, "file": path.name, "rows": rows, "targets": targets,
+                        "kib": round(size / 1024), "build_s": round(fit_start - built, 1), "train_s": round(fit_s, 1)})
         print(f"{labels.name:28s} {rows:5d} rows  {', '.join(targets):24s} {size / 1024:7.0f} KiB  "
-              f"{path.name}  ({time.perf_counter() - start:.0f} s)", flush=True)
+              f"{path.name}  (graphs {fit_start - built:.1f} s, training {fit_s:.1f} s)", flush=True)
     print(f"{len(todo)} devices, {total / 2**20:.2f} MiB in {args.out}, {time.perf_counter() - start:.0f} s")
+    if args.timings:
+        args.timings.write_text(json.dumps({"command": "scripts/train_shipped.py " + " ".join(argv or sys.argv[1:]),
+                                            "method": "gbt", "params": GBT_PARAMS, "devices": timings}, indent=1))
     return 0
 
 

@@ -5,6 +5,7 @@ Timing runs use short budgets (a few hundredths of a second per block) and one o
 workers: they check the protocol's behaviour, not the latency figures themselves.
 """
 
+import math
 import re
 import statistics
 import time
@@ -69,6 +70,17 @@ def test_summary_statistics_on_known_samples():
     assert stats.percentile([4.0], 90) == 4.0
     assert stats.cv([1.0, 2.0, 3.0]) == pytest.approx(0.5)
     assert stats.cv([2.0]) is None
+
+
+def test_standard_error_shrinks_with_the_number_of_workers():
+    # worker medians 1.0, 1.1 and 0.9 ms (reference 1 ms, baseline 1 ms): CV 0.1, standard error 0.1 / sqrt(3)
+    blocks = [stats.Block((m,) * 3, 1.0, worker) for worker, m in enumerate([1.0, 1.1, 0.9])]
+    assert stats.standard_error(blocks) == pytest.approx(0.1 / math.sqrt(3))
+    # the same spread over twice the workers: the error falls by sqrt(2)
+    doubled = blocks + [stats.Block(b.samples_ms, 1.0, b.worker + 3) for b in blocks]
+    assert stats.cv(stats.worker_medians(doubled)) == pytest.approx(math.sqrt(0.04 / 5))
+    assert stats.standard_error(doubled) == pytest.approx(math.sqrt(0.04 / 5) / math.sqrt(6))
+    assert stats.standard_error(blocks[:1]) == 0.0
 
 
 def test_drift_correction_divides_out_a_simulated_slowdown():

@@ -14,6 +14,7 @@ timing clock, see :mod:`perfcast.profiling.protocol`):
 - A drift-corrected sample is ``s * B / r_b``: a model's corrected median equals
   ``reference_ratio * B`` where ``reference_ratio`` is the median over its samples of
   ``s / r_b``. A slowdown shared by the model and the adjacent reference blocks divides out.
+- ``standard_error`` is ``repeat_cv / sqrt(workers)``.
 - ``repeat_cv`` is the coefficient of variation (sample standard deviation, ddof=1,
   over the mean) of the per-worker medians of the corrected samples; None with fewer
   than two workers.
@@ -84,6 +85,14 @@ def worker_medians(blocks: Sequence[Block], baseline_ms: float = 1.0) -> list[fl
 def repeat_cv(blocks: Sequence[Block]) -> float | None:
     """CV of the per-worker corrected medians (independent of the baseline's value)."""
     return cv(worker_medians(blocks))
+
+
+def standard_error(blocks: Sequence[Block]) -> float:
+    """``repeat_cv / sqrt(workers)``: the relative standard error of a label averaged over the
+    workers; 0.0 with fewer than two workers."""
+    medians = worker_medians(blocks)
+    spread = cv(medians)
+    return spread / math.sqrt(len(medians)) if spread is not None else 0.0
 
 
 @dataclass(frozen=True)
