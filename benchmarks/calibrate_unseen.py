@@ -1,6 +1,6 @@
 """How well a calibrated device predicts networks of families it has never seen.
 
-Issue 6 asks what ``perfcast calibrate`` buys on the user's own machine for the user's own
+What ``perfcast calibrate`` buys on the user's own machine for the user's own
 networks. This benchmark calibrates this machine (or takes a device file made by calibrate),
 then measures and predicts 26 small plain-PyTorch networks of families that are in no space and
 no zoo entry of perfcast (random weights, batch 1, exported to ONNX by perfcast's torch front end):

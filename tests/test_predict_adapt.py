@@ -20,6 +20,7 @@ from perfcast.errors import UsageError
 from perfcast.evaluation.metrics import spearman
 from perfcast.frontends.onnx_writer import to_onnx
 from perfcast.predictors import get_predictor
+from perfcast.predictors.features import graph_features
 from perfcast.spaces.registry import sample_specs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,6 +168,24 @@ def test_transfer_recovers_a_power_law():
     # a target no base has is mapped from the closest one (energy from latency)
     energy = get_predictor("transfer", prior_rows=0.0).fit(graphs[:6], {"energy_mj": 2 * y[:6]}, bases=[base])
     np.testing.assert_allclose(energy.predict(graphs[6:])["energy_mj"], 2 * y[6:], rtol=1e-9)
+
+
+def test_transfer_stacks_bases_in_log_space():
+    graphs = [api.load(s) for s in sample_specs("nb201", 40, 4)]
+    ft = graph_features(graphs)
+    compute = 1e-7 * ft.column("macs") + 0.5  # a compute-bound device and a memory-bound one
+    memory = 2e-7 * (ft.column("bytes_read") + ft.column("bytes_written")) + 0.1
+    first = get_predictor("flops").fit(graphs[:20], {"latency_ms": compute[:20]})
+    second = get_predictor("flops").fit(graphs[:20], {"latency_ms": memory[:20]})
+    a, b = first.predict(graphs)["latency_ms"], second.predict(graphs)["latency_ms"]
+    assert abs(np.corrcoef(np.log(a), np.log(b))[0, 1]) < 0.99
+    y = 2.0 * a ** 0.6 * b ** 0.4  # a device that ranks networks like a mix of the two
+    stacked = get_predictor("transfer").fit(graphs[:12], {"latency_ms": y[:12]}, bases=[first, second])
+    assert sorted(i for i, _ in stacked.chosen_bases()["latency_ms"]) == [0, 1]
+    error = np.abs(stacked.predict(graphs[12:])["latency_ms"] / y[12:] - 1)
+    blended = get_predictor("transfer", stack=False).fit(graphs[:12], {"latency_ms": y[:12]}, bases=[first, second])
+    blend_error = np.abs(blended.predict(graphs[12:])["latency_ms"] / y[12:] - 1)
+    assert error.max() < 0.02 and error.mean() < blend_error.mean() / 2, (error.mean(), blend_error.mean())
 
 
 BAD_SAMPLES = {
