@@ -14,11 +14,12 @@ PARTS = {
 }
 
 
-def training_section(path: pathlib.Path) -> list[str]:
+def training_section(path: pathlib.Path, out: pathlib.Path) -> list[str]:
     """The shipped devices' training times, from ``scripts/train_shipped.py --timings``."""
     if not path.is_file():
         return []
     data = json.loads(path.read_text(encoding="utf-8"))
+    data["command"] = data["command"].replace(str(out), "OUT")
     lines = ["", "## Shipped devices: training", "",
              f"Command: `{data['command']}` (one core). Method {data['method']} with {data['params']}; "
              "'graphs' is building the networks from their specs, 'training' the features and the fit "
@@ -47,7 +48,7 @@ def main(out: pathlib.Path) -> None:
                   for line in path.read_text(encoding="utf-8").splitlines()]
         text += ["", f"## {title}", ""]
         text += [("#" + line) if line.startswith("#") else line for line in report[1:]]
-    text += training_section(out / "training.json")
+    text += training_section(out / "training.json", out)
     pathlib.Path("docs/results.md").write_text("\n".join(text) + "\n", encoding="utf-8")
     print("wrote docs/results.md")
 

@@ -108,7 +108,20 @@ def get_predictor(name: str, **params) -> "Predictor":
 
 # --- non-negative least squares ----------------------------------------------------------------
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``argmin ||a x - b||`` subject to ``x >= 0`` (Lawson and Hanson's active-set method)."""
+    """``argmin ||a x - b||`` subject to ``x >= 0``: SciPy's compiled Lawson-Hanson solver, with
+    :func:`nnls_active_set` where that one stops at its iteration limit."""
+    from scipy.optimize import nnls as scipy_nnls
+
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    try:
+        return scipy_nnls(a, b, maxiter=10 * a.shape[1] + 100)[0]
+    except RuntimeError:
+        return nnls_active_set(a, b)
+
+
+def nnls_active_set(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``argmin ||a x - b||`` subject to ``x >= 0`` (Lawson and Hanson's active-set method in numpy)."""
     m, n = a.shape
     x = np.zeros(n)
     passive = np.zeros(n, bool)
