@@ -7,13 +7,16 @@
 #      for the methods that fit in seconds (B_METHODS: SPORE's cross-validated LASSO and Halide's
 #      network take minutes per fit, times 9 draws per device);
 #   3. the multi-device few-shot methods on protocol b (FLOPs as the single-device reference);
-#   4. the local dataset (data/local-ort-cpu), protocols a and c (leave one space out).
+#   4. the local dataset (data/local-ort-cpu), protocols a and c (leave one space out), without the
+#      lookup table, whose one column per (operator, shape) runs to thousands over these networks
+#      (L_METHODS).
 # Usage: scripts/make_results.sh [OUT_DIR]. One core is enough; it takes a few hours on one core.
-# METHODS and B_METHODS override the lists of methods.
+# METHODS, B_METHODS and L_METHODS override the lists of methods.
 set -euo pipefail
 OUT="${1:-results}"
 METHODS="${METHODS:-flops,paleo,lut,gbt,spore,kernel,opwise,halide}"
 B_METHODS="${B_METHODS:-flops,paleo,lut,gbt,kernel,opwise}"
+L_METHODS="${L_METHODS:-flops,paleo,gbt,kernel,opwise}"
 PERFCAST="${PERFCAST:-perfcast}"
 PYTHON="${PYTHON:-python3}"
 mkdir -p "$OUT"
@@ -23,5 +26,5 @@ mkdir -p "$OUT"
 "$PERFCAST" evaluate --data shared --protocol b,c --max-rows 1500 --methods "$B_METHODS" --out "$OUT/shared"
 "$PERFCAST" evaluate --data shared --protocol b --max-rows 1500 --methods flops \
     --fewshot help,nnlqp,hwfeat,fewshot --out "$OUT/fewshot"
-"$PERFCAST" evaluate --data local --protocol a,c --methods "$METHODS" --out "$OUT/local"
+"$PERFCAST" evaluate --data local --protocol a,c --methods "$L_METHODS" --out "$OUT/local"
 "$PYTHON" "$(dirname "$0")/assemble_results.py" "$OUT"
