@@ -8,7 +8,8 @@ import sys
 
 PARTS = {
     "nb201-cifar10": "HW-NAS-Bench NAS-Bench-201, CIFAR-10 networks (protocol a)",
-    "shared": "All public data: new devices from k samples (protocol b), leave one space out (protocol c)",
+    "shared": "All public data: new devices from k samples (protocol b)",
+    "shared-c": "All public data: leave one space out (protocol c)",
     "fewshot": "All public data: multi-device few-shot methods (protocol b)",
     "local": "Local dataset, this machine's CPU (protocols a and c)",
 }

@@ -3,13 +3,12 @@
 # metrics.json, predictions and PNG plots to OUT_DIR, default results/):
 #   0. the shipped devices trained again into OUT_DIR/shipped, timed (identical to the committed files);
 #   1. HW-NAS-Bench NB201 on CIFAR-10, protocol a (train sizes 100 / 900 / all) for every method;
-#   2. the whole shared data, protocol b (a new device from k = 5, 10, 20 samples, with `adapt`) and c,
-#      for the methods that fit in seconds (B_METHODS: SPORE's cross-validated LASSO and Halide's
-#      network take minutes per fit, times 9 draws per device);
+#   2. the whole shared data, protocol b (a new device from k = 5, 10, 20 samples, with `adapt`), for
+#      the methods that fit in seconds (B_METHODS: SPORE's cross-validated LASSO and Halide's network
+#      take minutes per fit, times 9 draws per device), and protocol c without the lookup table
+#      (L_METHODS: one column per operator and shape, thousands over three spaces);
 #   3. the multi-device few-shot methods on protocol b (FLOPs as the single-device reference);
-#   4. the local dataset (data/local-ort-cpu), protocols a and c (leave one space out), without the
-#      lookup table, whose one column per (operator, shape) runs to thousands over these networks
-#      (L_METHODS).
+#   4. the local dataset (data/local-ort-cpu), protocols a and c (leave one space out), L_METHODS.
 # Usage: scripts/make_results.sh [OUT_DIR]. One core is enough; it takes a few hours on one core.
 # METHODS, B_METHODS and L_METHODS override the lists of methods.
 set -euo pipefail
@@ -23,7 +22,8 @@ mkdir -p "$OUT"
 "$PYTHON" "$(dirname "$0")/train_shipped.py" --out "$OUT/shipped" --timings "$OUT/training.json"
 "$PERFCAST" evaluate --data shared --sources hwnasbench_nb201 --where dataset=cifar10 --protocol a \
     --max-rows 4000 --methods "$METHODS" --out "$OUT/nb201-cifar10"
-"$PERFCAST" evaluate --data shared --protocol b,c --max-rows 1500 --methods "$B_METHODS" --out "$OUT/shared"
+"$PERFCAST" evaluate --data shared --protocol b --max-rows 1500 --methods "$B_METHODS" --out "$OUT/shared"
+"$PERFCAST" evaluate --data shared --protocol c --max-rows 1500 --methods "$L_METHODS" --out "$OUT/shared-c"
 "$PERFCAST" evaluate --data shared --protocol b --max-rows 1500 --methods flops \
     --fewshot help,nnlqp,hwfeat,fewshot --out "$OUT/fewshot"
 "$PERFCAST" evaluate --data local --protocol a,c --methods "$L_METHODS" --out "$OUT/local"
