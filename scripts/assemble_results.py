@@ -36,7 +36,7 @@ def main(out: pathlib.Path) -> None:
     plots = pathlib.Path("docs/results")
     plots.mkdir(parents=True, exist_ok=True)
     text = ["# Results", "",
-            "Regenerate with `scripts/make_results.sh` (each section starts with its `perfcast evaluate` command).",
+            "Regenerate with `scripts/make_results.sh OUT` (each section starts with its `perfcast evaluate` command).",
             "Latency in ms, energy in mJ, memory in bytes; MAPE in percent; Spearman and Kendall over distinct",
             "networks; 'cover 90%' is the share of test labels inside the 90% conformal intervals."]
     for name, title in PARTS.items():
@@ -45,7 +45,7 @@ def main(out: pathlib.Path) -> None:
             continue
         for png in (out / name).glob("*.png"):
             (plots / f"{name}-{png.name}").write_bytes(png.read_bytes())
-        report = [re.sub(r"\(([^)/]+\.png)\)", rf"(results/{name}-\1)", line)
+        report = [re.sub(r"\(([^)/]+\.png)\)", rf"(results/{name}-\1)", line).replace(str(out), "OUT")
                   for line in path.read_text(encoding="utf-8").splitlines()]
         text += ["", f"## {title}", ""]
         text += [("#" + line) if line.startswith("#") else line for line in report[1:]]
