@@ -108,42 +108,12 @@ def get_predictor(name: str, **params) -> "Predictor":
 
 # --- non-negative least squares ----------------------------------------------------------------
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``argmin ||a x - b||`` subject to ``x >= 0``: SciPy's compiled Lawson-Hanson solver, with
-    :func:`nnls_active_set` where that one stops at its iteration limit."""
-    from scipy.optimize import nnls as scipy_nnls
+    """``argmin ||a x - b||`` subject to ``x >= 0`` (SciPy's compiled Lawson-Hanson solver; the
+    iteration limit is ten times the column count, beyond the few passes it needs in practice)."""
+    from scipy.optimize import nnls as scipy_nnls  # imported on first fit, not when predicting
 
     a = np.asarray(a, float)
-    b = np.asarray(b, float)
-    try:
-        return scipy_nnls(a, b, maxiter=10 * a.shape[1] + 100)[0]
-    except RuntimeError:
-        return nnls_active_set(a, b)
-
-
-def nnls_active_set(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``argmin ||a x - b||`` subject to ``x >= 0`` (Lawson and Hanson's active-set method in numpy)."""
-    m, n = a.shape
-    x = np.zeros(n)
-    passive = np.zeros(n, bool)
-    tol = 10 * np.finfo(float).eps * max(m, n) * max(np.abs(a).sum(axis=0).max(initial=0.0), 1.0)
-    w = a.T @ (b - a @ x)
-    for _ in range(3 * n + 3):
-        if passive.all() or np.where(passive, -np.inf, w).max() <= tol:
-            break
-        passive[np.argmax(np.where(passive, -np.inf, w))] = True
-        while True:
-            s = np.zeros(n)
-            s[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
-            if s[passive].min() > 0:
-                break
-            blocked = passive & (s <= 0)
-            step = np.min(x[blocked] / (x[blocked] - s[blocked]))
-            x = x + step * (s - x)
-            passive &= x > tol
-            x[~passive] = 0.0
-        x = s
-        w = a.T @ (b - a @ x)
-    return x
+    return scipy_nnls(a, np.asarray(b, float), maxiter=10 * a.shape[1] + 100)[0]
 
 
 def fit_relative_nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:

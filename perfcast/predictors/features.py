@@ -91,7 +91,6 @@ COLUMNS: tuple[str, ...] = TOTALS + tuple(
 _COLUMN_INDEX = {c: i for i, c in enumerate(COLUMNS)}
 N_AGGREGATE = COLUMNS.index(f"flow_{FAMILIES[0]}_{FAMILIES[0]}")  # totals and per-family columns come first
 N_SUMMARY = COLUMNS.index("wl_0")  # every column before the structure counts
-_WL_START = N_SUMMARY
 
 
 class GraphStats:
@@ -299,7 +298,7 @@ def compute_stats(graph: Graph) -> GraphStats:
                 if running[j]:
                     row[_COLUMN_INDEX[f"flow_{families[j]}_{families[i]}"]] += 1
         producer.update((o, i) for o in node.outputs if o)
-    row[_WL_START:] = wl_counts([n.op_type for n in graph.nodes], running, producers)
+    row[N_SUMMARY:] = wl_counts([n.op_type for n in graph.nodes], running, producers)
     return GraphStats(graph.content_hash, row, np.asarray(flops, float), np.asarray(nbytes, float), graph=graph)
 
 

@@ -199,6 +199,7 @@ class TransferPredictor(Predictor):
             c, w = stacked
             keep = np.flatnonzero(w > 0)
             chosen = [scored[j] for j in keep]
+            # stored in the blend's form, sum_j weight_j (c_j + b_j x_j), with equal weights
             coef = np.array([[c, keep.size * w[j]] for j in keep])
             weight = np.full(keep.size, 1.0 / keep.size)
         else:
