@@ -136,9 +136,7 @@ def load_in_folder(ref: str, folder, *, batch_size: int | None = None) -> Graph:
 
 
 def _prediction_rows(device, predictor, graphs: list[Graph], labels: list[str], alpha: float) -> list[dict]:
-    points = predictor.predict(graphs)
-    intervals = predictor.predict_interval(graphs, alpha)
-    inside = predictor.in_domain(graphs)
+    points, intervals, inside = predictor.predict_full(graphs, alpha)
     rows = []
     for i, label in enumerate(labels):
         row: dict[str, Any] = {"model": label, "device": device.name, "predictor": predictor.name}

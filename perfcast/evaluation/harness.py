@@ -145,8 +145,7 @@ def score(predictor, graphs: list, targets: dict[str, np.ndarray], rank_keys: Se
           alpha: float) -> dict[str, tuple[dict, dict]]:
     """``{target: (metrics, arrays)}`` of a fitted predictor on labelled test graphs; ``arrays``
     holds y, pred, lo, hi."""
-    pred = predictor.predict(graphs)
-    interval = predictor.predict_interval(graphs, alpha)
+    pred, interval, _ = predictor.predict_full(graphs, alpha)
     out = {}
     for target, y in targets.items():
         if target not in pred or not (~np.isnan(y)).any():

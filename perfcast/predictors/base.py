@@ -21,6 +21,10 @@ on the others, giving out-of-sample RELATIVE residuals ``|y - yhat| / yhat``. Fo
 ``alpha`` the interval of a new prediction ``p`` is ``[p (1 - q), p (1 + q)]`` (lower end clipped at
 0), with ``q`` the ``ceil((n + 1)(1 - alpha))``-th smallest residual (the largest one when that rank
 exceeds ``n``). Relative residuals make the width scale with the prediction, as latency errors do.
+With fewer residuals than the rank needs (``n < 1 / alpha - 1``: under 9 at 90 %), no finite order
+statistic covers at the nominal level (the largest of ``n`` covers ``n / (n + 1)``), so ``q`` is the
+larger of the largest residual and the Student-t prediction bound ``t(1 - alpha / 2; n) * s``, ``s``
+the root mean square of the residuals (exact when relative errors are normal around zero).
 
 Domain check: the summary features (every column before the hashed structure counts,
 :data:`~perfcast.predictors.features.N_SUMMARY`) are mapped to ``log1p`` space and standardised by the training mean and
@@ -28,8 +32,16 @@ standard deviation (floored at ``DOMAIN_MIN_SCALE``, so a column constant in tra
 input resolution, still separates a graph that differs in it by more than about 10%). A graph is
 out of domain when its mean distance to its ``DOMAIN_K`` nearest training graphs exceeds the 99th
 percentile of the same distance among training graphs (leave-one-out), unless its features equal
-those of a training graph (an architecture already seen is in domain). Out-of-domain predictions
-get intervals ``OOD_WIDENING`` times wider (``q`` multiplied).
+those of a training graph (an architecture already seen is in domain).
+
+Out-of-domain intervals are calibrated on extrapolation: the training graphs are cut into
+``CONFORMAL_FOLDS`` clusters of the standardised domain features (k-means, seeded), each cluster is
+predicted by a model fitted on the others, and the residuals of the held-out graphs that the others'
+domain check calls out of domain form a second residual set (all held-out residuals when fewer than
+``OOD_MIN_RESIDUALS`` are out of domain; none below ``OOD_MIN_ROWS`` labelled graphs). An
+out-of-domain prediction gets the larger of that set's conformal quantile and ``OOD_WIDENING``
+times the in-domain ``q``. Leaving out a cluster imitates a network unlike the training set (a new
+family, a new space), which random folds never do.
 
 On disk a predictor is a directory: ``predictor.json`` (format, version, name, parameters,
 targets) and ``arrays.safetensors`` (every learned array). A model may also hold text values
@@ -61,6 +73,9 @@ DOMAIN_K = 5
 DOMAIN_MIN_SCALE = 0.1
 DOMAIN_PERCENTILE = 99.0
 OOD_WIDENING = 2.0
+OOD_MIN_ROWS = 30
+OOD_MIN_RESIDUALS = 20
+KMEANS_ITERATIONS = 50
 SAME_FEATURES = 1e-6  # standardised distance below which two graphs count as the same features
 _DISTANCE_BLOCK = 512
 
@@ -197,7 +212,12 @@ def conformal_quantile(sorted_residuals: np.ndarray, alpha: float) -> float:
     """The split-conformal quantile of sorted residuals at miscoverage ``alpha``."""
     n = sorted_residuals.size
     rank = math.ceil((n + 1) * (1.0 - alpha))
-    return float(sorted_residuals[min(max(rank, 1), n) - 1])
+    if rank <= n:
+        return float(sorted_residuals[max(rank, 1) - 1])
+    from scipy.stats import t as student_t  # only for very small residual sets
+
+    spread = math.sqrt(float(np.mean(np.square(sorted_residuals))))
+    return max(float(sorted_residuals[-1]), float(student_t.ppf(1.0 - alpha / 2.0, n)) * spread)
 
 
 def _log_features(stats: Sequence[GraphStats]) -> np.ndarray:
@@ -237,6 +257,60 @@ def fit_domain(stats: Sequence[GraphStats]) -> dict[str, np.ndarray]:
     else:
         threshold = 0.0
     return {"mean": mean, "scale": scale, "train": zs, "threshold": np.array([threshold])}
+
+
+def cluster_labels(z: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """k-means labels of the rows of ``z`` (k-means++ seeding from ``seed``, Lloyd iterations
+    until no label changes, at most ``KMEANS_ITERATIONS``)."""
+    n = z.shape[0]
+    k = max(1, min(k, n))
+    rng = np.random.default_rng(seed)
+    centres = [z[rng.integers(n)]]
+    d2 = ((z - centres[0]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        total = float(d2.sum())
+        pick = rng.choice(n, p=d2 / total) if total > 0 else int(rng.integers(n))
+        centres.append(z[pick])
+        d2 = np.minimum(d2, ((z - z[pick]) ** 2).sum(axis=1))
+    centres = np.array(centres)
+    labels = np.full(n, -1)
+    for _ in range(KMEANS_ITERATIONS):
+        dist = (z ** 2).sum(axis=1)[:, None] + (centres ** 2).sum(axis=1)[None, :] - 2.0 * z @ centres.T
+        new = np.argmin(dist, axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        for j in range(k):
+            if (labels == j).any():
+                centres[j] = z[labels == j].mean(axis=0)
+    return labels
+
+
+def cluster_splits(stats: Sequence[GraphStats]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(held, rest, outside)`` per cluster of the graphs' domain features (see the module text):
+    the held-out indices, the others, and per held-out graph whether the others' domain check
+    calls it out of domain. Empty below ``OOD_MIN_ROWS`` graphs or with one cluster."""
+    n = len(stats)
+    if n < OOD_MIN_ROWS:
+        return []
+    z = domain_features(stats)
+    labels = cluster_labels((z - z.mean(axis=0)) / np.maximum(z.std(axis=0), DOMAIN_MIN_SCALE), CONFORMAL_FOLDS)
+    groups = np.unique(labels)
+    splits = []
+    for g in groups if groups.size > 1 else []:
+        held, rest = np.flatnonzero(labels == g), np.flatnonzero(labels != g)
+        if rest.size < MIN_LABELS:
+            continue
+        outside = ~in_domain_mask(fit_domain([stats[i] for i in rest]), [stats[i] for i in held])
+        splits.append((held, rest, outside))
+    return splits
+
+
+def extrapolation_residuals(residuals: np.ndarray, outside: np.ndarray) -> np.ndarray:
+    """The sorted out-of-domain residual set from the held-out residuals of every cluster split
+    (``outside`` flags those the others' domain check rejected)."""
+    use = residuals[outside] if int(outside.sum()) >= OOD_MIN_RESIDUALS else residuals
+    return np.sort(use)
 
 
 def extend_domain(domain: Mapping[str, np.ndarray], stats: Sequence[GraphStats]) -> dict[str, np.ndarray]:
@@ -302,12 +376,14 @@ class Predictor(Parameters):
         stats = [graph_stats(g) for g in graphs]
         self.models_: dict[str, dict[str, np.ndarray]] = {}
         self.residuals_: dict[str, np.ndarray] = {}
+        self.ood_residuals_: dict[str, np.ndarray] = {}
         for target, y in labels.items():
             keep = np.flatnonzero(~np.isnan(y))
             sub = [stats[i] for i in keep]
             sub_profiles = None if profiles is None else [profiles[i] for i in keep]
             self.models_[target] = self._fit_target_profiled(target, sub, y[keep], sub_profiles)
             self.residuals_[target] = self._cross_residuals(target, sub, y[keep], sub_profiles)
+            self.ood_residuals_[target] = self._cluster_residuals(target, sub, y[keep], sub_profiles)
         self.targets_ = [t for t in TARGETS if t in labels]
         self.domain_ = fit_domain(stats)
         self.n_train_ = len(graphs)
@@ -327,6 +403,19 @@ class Predictor(Parameters):
             residuals[held] = relative_residuals(y[held], pred)
         return np.sort(residuals)
 
+    def _cluster_residuals(self, target: str, stats: list[GraphStats], y: np.ndarray,
+                           profiles: list[list[dict] | None] | None = None) -> np.ndarray:
+        """The out-of-domain residual set of one target (:func:`cluster_splits`)."""
+        residuals, outside = [], []
+        for held, rest, out in cluster_splits(stats):
+            rest_profiles = None if profiles is None else [profiles[i] for i in rest]
+            model = self._fit_target_profiled(target, [stats[i] for i in rest], y[rest], rest_profiles)
+            residuals.append(relative_residuals(y[held], self._predict_target(target, model, [stats[i] for i in held])))
+            outside.append(out)
+        if not residuals:
+            return np.zeros(0)
+        return extrapolation_residuals(np.concatenate(residuals), np.concatenate(outside))
+
     # -- predict ------------------------------------------------------------------------------
     def _fitted(self) -> None:
         if not hasattr(self, "models_"):
@@ -345,15 +434,23 @@ class Predictor(Parameters):
 
     def predict_interval(self, graphs: Sequence[Graph], alpha: float = 0.1) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Conformal ``(lo, hi)`` per target at nominal coverage ``1 - alpha``, widened out of domain."""
-        if not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
+        return self.predict_full(graphs, alpha)[1]
+
+    def predict_full(self, graphs: Sequence[Graph], alpha: float = 0.1) -> tuple[
+            dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+        """``(predict, predict_interval, in_domain)`` of the same graphs, each computed once."""
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
             raise UsageError("alpha", f"must be in (0, 1), not {alpha!r}")
         pred = self.predict(graphs)
-        widen = np.where(self.in_domain(graphs), 1.0, OOD_WIDENING)
+        inside = self.in_domain(graphs)
         out = {}
         for target, p in pred.items():
-            q = conformal_quantile(self.residuals_[target], alpha) * widen
+            q_in = conformal_quantile(self.residuals_[target], alpha)
+            ood = self.ood_residuals_.get(target)
+            q_out = max(OOD_WIDENING * q_in, conformal_quantile(ood, alpha) if ood is not None and ood.size else 0.0)
+            q = np.where(inside, q_in, q_out)
             out[target] = (p * np.maximum(1.0 - q, 0.0), p * (1.0 + q))
-        return out
+        return pred, out, inside
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -372,6 +469,7 @@ class Predictor(Parameters):
         arrays = {f"model/{t}/{k}": np.ascontiguousarray(v, dtype=np.float64)
                   for t, m in self.models_.items() for k, v in m.items() if not isinstance(v, str)}
         arrays.update({f"residuals/{t}": r for t, r in self.residuals_.items()})
+        arrays.update({f"ood_residuals/{t}": r for t, r in self.ood_residuals_.items() if r.size})
         arrays.update({f"domain/{k}": np.ascontiguousarray(v) for k, v in self.domain_.items()})
         return write_saved(path, "predictor.json", meta, arrays)
 
@@ -384,6 +482,7 @@ class Predictor(Parameters):
         pred.n_train_ = int(meta["n_train"])
         pred.models_ = {t: {} for t in pred.targets_}
         pred.residuals_ = {}
+        pred.ood_residuals_ = {}
         pred.domain_ = {}
         for key, value in arrays.items():
             kind, _, rest = key.partition("/")
@@ -392,6 +491,8 @@ class Predictor(Parameters):
                 pred.models_[target][name] = value
             elif kind == "residuals":
                 pred.residuals_[rest] = value
+            elif kind == "ood_residuals":
+                pred.ood_residuals_[rest] = value
             elif kind == "domain":
                 pred.domain_[rest] = value
         text = meta.get("model_text", {})

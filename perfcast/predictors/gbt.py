@@ -106,6 +106,7 @@ class GradientBoostedTrees(Predictor):
             stats = _stats_of_rows(all_rows)
             self.models_[target] = self._fit_target(target, stats, all_y)
             self.residuals_[target] = self._cross_residuals(target, stats, all_y)
+            self.ood_residuals_[target] = self._cluster_residuals(target, stats, all_y)
         self.targets_ = [t for t in TARGETS if t in self.models_]
         self.domain_ = extend_domain(self.domain_, _stats_of_rows(rows))
         self.n_train_ += len(graphs)

@@ -28,6 +28,8 @@ from perfcast.predictors.base import (
     _check_graphs,
     _check_profiles,
     _check_targets,
+    cluster_splits,
+    extrapolation_residuals,
     fit_domain,
     register_predictor,
     relative_residuals,
@@ -65,7 +67,23 @@ class PerfSage(GraphNetPredictor):
         y = np.column_stack([labels[t] for t in self.targets_])
         shared = self._train(stats, y)
         self.models_ = {t: {**shared, "head": np.array([float(k)])} for k, t in enumerate(self.targets_)}
-        self.residuals_ = self._joint_residuals(stats, y)
+        n = len(stats)
+        folds = np.random.default_rng(0).permutation(n) % min(CONFORMAL_FOLDS, n)
+        random = self._held_out(stats, y, [(np.flatnonzero(folds == k), np.flatnonzero(folds != k))
+                                           for k in np.unique(folds)])
+        splits = cluster_splits(stats)
+        clustered = self._held_out(stats, y, [(h, r) for h, r, _ in splits])
+        outside = np.zeros(n, bool)
+        for h, _, out in splits:
+            outside[h] = out
+        self.residuals_, self.ood_residuals_ = {}, {}
+        for k, target in enumerate(self.targets_):
+            labelled = ~np.isnan(y[:, k])
+            self.residuals_[target] = np.sort(relative_residuals(y[labelled, k], random[labelled, k]))
+            held = labelled & ~np.isnan(clustered[:, k])
+            if held.any():
+                self.ood_residuals_[target] = extrapolation_residuals(
+                    relative_residuals(y[held, k], clustered[held, k]), outside[held])
         self.domain_ = fit_domain(stats)
         self.n_train_ = len(graphs)
         return self
@@ -76,19 +94,15 @@ class PerfSage(GraphNetPredictor):
     def _train(self, stats: list[GraphStats], y: np.ndarray) -> dict[str, np.ndarray]:
         return train(self._spec(), self._training(), stats, y)
 
-    def _joint_residuals(self, stats: list[GraphStats], y: np.ndarray) -> dict[str, np.ndarray]:
-        n = len(stats)
-        folds = np.random.default_rng(0).permutation(n) % min(CONFORMAL_FOLDS, n)
+    def _held_out(self, stats: list[GraphStats], y: np.ndarray,
+                  splits: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Predictions of every target for the held-out rows of each ``(held, rest)`` split by a
+        network trained on ``rest`` (NaN for rows never held out)."""
         pred = np.full(y.shape, np.nan)
-        for k in np.unique(folds):
-            held, rest = np.flatnonzero(folds == k), np.flatnonzero(folds != k)
+        for held, rest in splits:
             model = self._train([stats[i] for i in rest], y[rest])
             pred[held] = predict(self._spec(), self.LOSS, model, [stats[i] for i in held])
-        out = {}
-        for k, target in enumerate(self.targets_):
-            labelled = ~np.isnan(y[:, k])
-            out[target] = np.sort(relative_residuals(y[labelled, k], pred[labelled, k]))
-        return out
+        return pred
 
     def _predict_target(self, target: str, model: Mapping, stats: list[GraphStats]) -> np.ndarray:
         return predict(self._spec(), self.LOSS, model, stats)[:, int(np.asarray(model["head"]).reshape(-1)[0])]
