@@ -2,6 +2,7 @@
 that equal a recomputation from the written predictions, the report and the CLI contract."""
 
 import csv
+import dataclasses
 import gzip
 import json
 
@@ -78,6 +79,17 @@ def test_local_tables_take_ok_rows_with_latency_and_peak_memory():
     assert t.targets["latency_ms"][0] == float(first["latency_ms_median"])
     assert t.targets["memory_bytes"][0] == float(first["peak_memory_bytes"])
     assert len({tables.space_of(s) for s in t.specs}) == 13
+    # kernel profiles joined by measurement id, None where a network was not profiled
+    with gzip.open(LOCAL / "kernels.csv.gz", "rt", newline="") as f:
+        kernels = list(csv.DictReader(f))
+    profiled = {r["measurement"] for r in kernels}
+    assert sum(p is not None for p in t.profiles) == len(profiled)
+    with gzip.open(LOCAL / "measurements.csv.gz", "rt", newline="") as f:
+        ok = [r for r in csv.DictReader(f) if r["status"] == "ok" and r["latency_ms_median"]]
+    i = next(i for i, r in enumerate(ok) if r["measurement"] in profiled)
+    mine = [r for r in kernels if r["measurement"] == ok[i]["measurement"]]
+    assert [k["kernel_name"] for k in t.profiles[i]] == [r["kernel_name"] for r in mine]
+    assert t.subset([i]).profiles == (t.profiles[i],) and t.profiles_of([i]) == [t.profiles[i]]
 
 
 def test_missing_data_folder_is_a_usage_error(tmp_path):
@@ -189,6 +201,23 @@ def test_protocol_c_on_local_data_leaves_each_space_out(tmp_path):
     assert "## Protocol c: leave one space out" in (out / "report.md").read_text()
     with gzip.open(out / "predictions.csv.gz", "rt") as f:
         assert f.readline().startswith("protocol,source,device,kind,method,setting,target,spec")
+
+
+def test_kernel_methods_learn_from_the_profiles_of_local_data():
+    """With kernel profiles the kernel-level and operation-wise methods fit per-kernel models and
+    no longer agree (without them both fall back to the same end-to-end fit)."""
+    t = tables.local_tables(LOCAL)[0]
+    rows = [i for i, s in enumerate(t.specs) if t.profiles[i] is not None and tables.space_of(s) == "nb201"]
+    small = t.subset(rows[:60])
+    ev = harness.evaluate([small], harness.Settings(methods=("kernel", "opwise"), protocols=("a",),
+                                                    train_sizes=(None,)))
+    pred = {p["method"]: p["pred"] for p in ev.predictions if p["target"] == "latency_ms"}
+    assert set(pred) == {"kernel", "opwise"}
+    assert not np.allclose(pred["kernel"], pred["opwise"], rtol=1e-3)
+    bare = harness.evaluate([dataclasses.replace(small, profiles=None)],
+                            harness.Settings(methods=("kernel", "opwise"), protocols=("a",), train_sizes=(None,)))
+    same = {p["method"]: p["pred"] for p in bare.predictions if p["target"] == "latency_ms"}
+    np.testing.assert_allclose(same["kernel"], same["opwise"])
 
 
 @pytest.mark.parametrize("args, message", [

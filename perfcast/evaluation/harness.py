@@ -136,9 +136,11 @@ def usable_targets(targets: dict[str, np.ndarray], rows: np.ndarray) -> dict[str
     return {t: y for t, y in out.items() if int((~np.isnan(y)).sum()) >= MIN_LABELS}
 
 
-def fit_method(method: str, graphs: list, targets: dict[str, np.ndarray]):
-    """A fitted predictor of ``method`` (registered name)."""
-    return get_predictor(method).fit(graphs, targets)
+def fit_method(method: str, graphs: list, targets: dict[str, np.ndarray],
+               profiles: list[list[dict] | None] | None = None):
+    """A fitted predictor of ``method`` (registered name), given the graphs' kernel profiles
+    where the data has them."""
+    return get_predictor(method).fit(graphs, targets, kernel_profiles=profiles)
 
 
 def score(predictor, graphs: list, targets: dict[str, np.ndarray], rank_keys: Sequence[str],
@@ -204,11 +206,12 @@ def _scored(ev: Evaluation, context: str, fitted, test: HeldOutRows, alpha: floa
 
 
 def _fit_and_record(ev: Evaluation, protocol: str, table: LabelTable, method: str, context: str,
-                    train_graphs: list, labels: dict[str, np.ndarray], test: HeldOutRows, s: Settings,
-                    setting: str, **extra) -> None:
-    """Fit ``method`` on the training graphs, score it on ``test`` and keep its metric records
-    (with ``extra``) and test predictions (under ``setting``)."""
-    fitted = _attempt(ev, context, lambda: fit_method(method, train_graphs, labels))
+                    graphs: list, train: np.ndarray, labels: dict[str, np.ndarray], test: HeldOutRows,
+                    s: Settings, setting: str, **extra) -> None:
+    """Fit ``method`` on the ``train`` rows of ``graphs`` (with their kernel profiles), score it on
+    ``test`` and keep its metric records (with ``extra``) and test predictions (under ``setting``)."""
+    fitted = _attempt(ev, context, lambda: fit_method(method, [graphs[i] for i in train], labels,
+                                                      table.profiles_of(train)))
     for target, (metrics, arrays) in _scored(ev, context, fitted, test, s.alpha).items():
         ev.records.append(_record(protocol, table, method, target, metrics, **extra))
         ev.predictions.append({"protocol": protocol, "source": table.source, "device": table.name,
@@ -233,7 +236,7 @@ def protocol_a(ev: Evaluation, table: LabelTable, cache: GraphCache, held_out: s
         label = _size_label(size)
         for method in s.methods:
             _fit_and_record(ev, "a", table, method, f"a {table.source} {table.name} {method} n={rows.size}",
-                            [graphs[i] for i in rows], labels, held, s, label, train_size=label,
+                            graphs, rows, labels, held, s, label, train_size=label,
                             n_train=int(rows.size))
 
 
@@ -379,8 +382,11 @@ def merge_tables(tables: list[LabelTable]) -> LabelTable:
     targets = sorted({t for tab in tables for t in tab.targets})
     labels = {t: np.concatenate([tab.targets.get(t, np.full(len(tab), np.nan)) for tab in tables]) for t in targets}
     source = "+".join(dict.fromkeys(tab.source for tab in tables))
+    profiles = None
+    if any(tab.profiles is not None for tab in tables):
+        profiles = tuple(p for tab in tables for p in (tab.profiles or (None,) * len(tab)))
     return LabelTable(source, first.device, first.batch_size, first.kind,
-                      tuple(s for tab in tables for s in tab.specs), labels)
+                      tuple(s for tab in tables for s in tab.specs), labels, profiles)
 
 
 def protocol_c(ev: Evaluation, table: LabelTable, cache: GraphCache, s: Settings) -> None:
@@ -399,7 +405,7 @@ def protocol_c(ev: Evaluation, table: LabelTable, cache: GraphCache, s: Settings
         labels = usable_targets(table.targets, train)
         for method in s.methods:
             _fit_and_record(ev, "c", table, method, f"c {table.source} {table.name} {method} without {space}",
-                            [graphs[i] for i in train], labels, held, s, space, space=space,
+                            graphs, train, labels, held, s, space, space=space,
                             n_train=int(train.size))
 
 

@@ -38,9 +38,11 @@ import numpy as np
 from perfcast.datasets import shared
 from perfcast.errors import UsageError
 from perfcast.ir.graph import Graph
+from perfcast.predictors.profiles import read_kernels
 from perfcast.spaces import nb201
 
 LOCAL_FILE = "measurements.csv.gz"
+KERNEL_FILE = "kernels.csv.gz"
 LOCAL_TARGETS = {"latency_ms": "latency_ms_median", "memory_bytes": "peak_memory_bytes"}
 
 
@@ -54,6 +56,7 @@ class LabelTable:
     kind: str  # "measured" or "estimated"
     specs: tuple[str, ...]
     targets: dict[str, np.ndarray]  # target -> labels aligned with specs (NaN = no label)
+    profiles: tuple[list[dict] | None, ...] | None = None  # kernel rows per spec (None: not profiled)
 
     @property
     def name(self) -> str:
@@ -66,7 +69,15 @@ class LabelTable:
     def subset(self, index: Sequence[int]) -> "LabelTable":
         idx = np.asarray(index, dtype=int)
         return LabelTable(self.source, self.device, self.batch_size, self.kind,
-                          tuple(self.specs[i] for i in idx), {t: y[idx] for t, y in self.targets.items()})
+                          tuple(self.specs[i] for i in idx), {t: y[idx] for t, y in self.targets.items()},
+                          None if (kept := self.profiles_of(idx)) is None else tuple(kept))
+
+    def profiles_of(self, index: Sequence[int]) -> list[list[dict] | None] | None:
+        """The kernel profiles of the rows ``index``; None when none of them has one."""
+        if self.profiles is None:
+            return None
+        out = [self.profiles[int(i)] for i in index]
+        return out if any(p is not None for p in out) else None
 
 
 class GraphCache:
@@ -202,13 +213,15 @@ def shared_tables(folder: str | Path | None = None, sources: Iterable[str] | Non
 # --- local dataset ------------------------------------------------------------------------------
 def local_tables(folder: str | Path, max_rows: int | None = None, seed: int = 0,
                  devices: Iterable[str] | None = None) -> list[LabelTable]:
-    """One table per device of a local dataset folder (rows with status ``ok``)."""
+    """One table per device of a local dataset folder (rows with status ``ok``), with the kernel
+    profiles of ``kernels.csv.gz`` where a measurement has one."""
     path = Path(folder) / LOCAL_FILE
     if not path.is_file():
         raise UsageError(str(folder), f"not a dataset folder (no {LOCAL_FILE})")
     _, rows = _read_csv(path)
     rows = [r for r in rows if r.get("status") == "ok" and r.get(LOCAL_TARGETS["latency_ms"])]
     rows = [rows[i] for i in sample_rows(len(rows), max_rows, seed)]
+    kernels = read_kernels(Path(folder) / KERNEL_FILE)
     wanted = None if devices is None else set(devices)
     tables = []
     for device in sorted({r["device"] for r in rows}):
@@ -219,7 +232,7 @@ def local_tables(folder: str | Path, max_rows: int | None = None, seed: int = 0,
             sel = [r for r in mine if int(r.get("batch_size") or 1) == batch]
             labels = {t: np.array([_cell(path, r, col) for r in sel]) for t, col in LOCAL_TARGETS.items()}
             tables.append(LabelTable(Path(folder).name, device, batch, "measured", tuple(r["model"] for r in sel),
-                                     labels))
+                                     labels, tuple(kernels.get(r["measurement"]) for r in sel)))
     if wanted is not None and not tables:
         raise UsageError(",".join(sorted(wanted)), f"no such device in {path}")
     return tables

@@ -232,7 +232,8 @@ def space_of(spec: str) -> str:
     return spec.split(":", 1)[0]
 
 
-def _read_kernels(path: Path) -> dict[str, list[dict]]:
+def read_kernels(path: Path) -> dict[str, list[dict]]:
+    """Kernel rows per measurement id of a dataset's ``kernels.csv.gz`` (empty when absent)."""
     out: dict[str, list[dict]] = {}
     if not path.is_file():
         return out
@@ -264,7 +265,7 @@ def load_local_dataset(folder: str | Path, spaces: Sequence[str] | None = None, 
     src = Path(folder)
     if not (src / "measurements.csv.gz").is_file():
         raise UsageError(str(folder), "not a dataset folder (no measurements.csv.gz)")
-    kernels = _read_kernels(src / "kernels.csv.gz")
+    kernels = read_kernels(src / "kernels.csv.gz")
     with gzip.open(src / "measurements.csv.gz", "rt", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]
     taken: dict[str, int] = {}
