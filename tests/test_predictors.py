@@ -243,3 +243,17 @@ def test_out_of_domain_intervals_cover_a_left_out_space():
     assert outside.mean() > 0.9
     assert covered[outside].mean() >= 0.85
     assert widened.mean() < covered.mean() - 0.1
+
+
+def test_cached_stats_follow_a_live_graph_when_the_first_is_gone():
+    import gc
+
+    spec = sample_specs("nb201", 1, 123)[0]
+    first = load(spec)
+    stats = graph_stats(first)
+    assert stats.nodes is not None  # the node table is built from the first graph
+    del first
+    gc.collect()
+    assert stats.graph is None
+    second = load(spec)
+    assert graph_stats(second) is stats and stats.graph is second  # graph methods can convert it again

@@ -124,7 +124,7 @@ class GraphStats:
         return self._nodes
 
     def _attach(self, graph: Graph) -> None:
-        if self._nodes is None:
+        if self._nodes is None or self.graph is None:
             self._graph = weakref.ref(graph)
 
 
