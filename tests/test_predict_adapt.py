@@ -188,6 +188,26 @@ def test_transfer_stacks_bases_in_log_space():
     assert error.max() < 0.02 and error.mean() < blend_error.mean() / 2, (error.mean(), blend_error.mean())
 
 
+def test_transfer_corrects_what_no_base_explains():
+    graphs = [api.load(s) for s in sample_specs("nb201", 60, 5)]
+    ft = graph_features(graphs)
+    base = get_predictor("flops").fit(graphs[:20], {"latency_ms": 1e-7 * ft.column("macs")[:20] + 0.5})
+    a = base.predict(graphs)["latency_ms"]
+    y = a * (1.0 + ft.column("pool_count") / 20.0)  # a cost of pooling that the base lacks
+    assert abs(np.corrcoef(np.log(a), np.log(y))[0, 1]) < 0.9
+
+    def error(n: int, **params) -> tuple[float, object]:
+        fitted = get_predictor("transfer", **params).fit(graphs[:n], {"latency_ms": y[:n]}, bases=[base])
+        return float(np.mean(np.abs(fitted.predict(graphs[30:])["latency_ms"] / y[30:] - 1))), fitted
+
+    corrected, fitted = error(20)
+    plain, _ = error(20, correct=False)
+    assert "corr_coef" in fitted.models_["latency_ms"]
+    assert corrected < plain / 2, (corrected, plain)
+    # below CORRECT_MIN_ROWS measurements there is no correction
+    assert "corr_coef" not in error(8)[1].models_["latency_ms"]
+
+
 BAD_SAMPLES = {
     "not a number": ("nb201:{a}\t1.5\nnb201:{b}\t2\nnb201:{c}\tabc\n", "S.csv row 4: latency_ms 'abc' is not a number"),
     "negative": ("nb201:{a}\t1.5\nnb201:{b}\t-2\nnb201:{c}\t3\n", "S.csv row 3: latency_ms '-2' is negative"),

@@ -210,7 +210,15 @@ def test_features_of_mobilenet_v2():
     assert sum(row[f"{f}_count"] for f in FAMILIES) == row["nodes"] == len(g.nodes)
     assert sum(row[f"{f}_macs"] for f in FAMILIES) == row["macs"]
     assert (row["batch"], row["input_elems"]) == (1, 3 * 96 * 96)
-    assert graph_stats(g) is graph_stats(load("zoo:mobilenet_v2?res=96"))  # cached by content hash
+    assert graph_stats(g) is graph_stats(g)  # cached per graph object
+    # across objects by content hash once the hash is known (graphs of the store and the evaluation)
+    first, again = load("zoo:mobilenet_v2?res=96"), load("zoo:mobilenet_v2?res=96")
+    assert first.content_hash == again.content_hash == g.content_hash
+    assert graph_stats(first) is graph_stats(again) and graph_stats(first).content_hash == g.content_hash
+    # a graph whose hash nobody asked for is not hashed by the analysis, only when its stats' is
+    fresh = load("zoo:mobilenet_v2?res=96")
+    stats = graph_stats(fresh)
+    assert fresh.known_hash is None and stats.content_hash == g.content_hash == fresh.known_hash
 
 
 def test_out_of_domain_intervals_cover_a_left_out_space():
@@ -250,10 +258,12 @@ def test_cached_stats_follow_a_live_graph_when_the_first_is_gone():
 
     spec = sample_specs("nb201", 1, 123)[0]
     first = load(spec)
+    first.content_hash  # a graph of the store or the evaluation: its hash is known
     stats = graph_stats(first)
     assert stats.nodes is not None  # the node table is built from the first graph
     del first
     gc.collect()
     assert stats.graph is None
     second = load(spec)
+    second.content_hash
     assert graph_stats(second) is stats and stats.graph is second  # graph methods can convert it again

@@ -222,6 +222,12 @@ class Graph:
         return out
 
     @property
+    def known_hash(self) -> str | None:
+        """The content hash if it has been computed already, else None (computing it costs about as
+        much as analysing the graph)."""
+        return self._hash
+
+    @property
     def content_hash(self) -> str:
         if self._hash is None:
             blob = json.dumps(self.canonical(), separators=(",", ":"), default=list)

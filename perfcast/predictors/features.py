@@ -31,8 +31,9 @@ Beside the row, :class:`GraphStats` holds a :class:`NodeTable`: one row per node
 topological order) with its op type, family, cost (:data:`NODE_COLUMNS`) and dataflow edges, for
 predictors that cost nodes or runtime kernels one by one.
 
-Results are cached per graph content hash (the architecture, not the object), so the same
-network seen by several predictors or folds is analysed once.
+Results are cached per graph object while it lives, and per content hash (the architecture, not
+the object) for graphs whose hash is known, so the same network seen by several predictors or
+folds is analysed once and a stream of new networks is never hashed only for the cache.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from typing import Sequence
 import numpy as np
 
 from perfcast.analysis import analyze_graph
+from perfcast.errors import UsageError
 from perfcast.analysis.liveness import running_nodes
 from perfcast.ir.graph import Graph, Node
 from perfcast.ops import onnx_ops, tflite_ops
@@ -98,16 +100,26 @@ class GraphStats:
     demand its :class:`NodeTable` (``nodes``), built from the graph the stats were last asked for
     (most predictors never need it, so it is not built up front)."""
 
-    __slots__ = ("content_hash", "row", "node_flops", "node_bytes", "_nodes", "_graph")
+    __slots__ = ("_hash", "row", "node_flops", "node_bytes", "_nodes", "_graph")
 
-    def __init__(self, content_hash: str, row: np.ndarray, node_flops: np.ndarray, node_bytes: np.ndarray,
+    def __init__(self, content_hash: str | None, row: np.ndarray, node_flops: np.ndarray, node_bytes: np.ndarray,
                  nodes: "NodeTable | None" = None, graph: Graph | None = None) -> None:
-        self.content_hash = content_hash
+        self._hash = content_hash
         self.row = row  # float64, aligned with COLUMNS
         self.node_flops = node_flops  # float64, one entry per costed node
         self.node_bytes = node_bytes  # bytes read + written per costed node
         self._nodes = nodes
         self._graph = weakref.ref(graph) if graph is not None else None
+
+    @property
+    def content_hash(self) -> str:
+        """The graph's content hash, computed from the graph on first use."""
+        if self._hash is None:
+            graph = self.graph
+            if graph is None:
+                raise UsageError("graph", "is no longer in memory: ask for its content hash while it is alive")
+            self._hash = graph.content_hash
+        return self._hash
 
     @property
     def graph(self) -> Graph | None:
@@ -299,7 +311,7 @@ def compute_stats(graph: Graph) -> GraphStats:
                     row[_COLUMN_INDEX[f"flow_{families[j]}_{families[i]}"]] += 1
         producer.update((o, i) for o in node.outputs if o)
     row[N_SUMMARY:] = wl_counts([n.op_type for n in graph.nodes], running, producers)
-    return GraphStats(graph.content_hash, row, np.asarray(flops, float), np.asarray(nbytes, float), graph=graph)
+    return GraphStats(graph.known_hash, row, np.asarray(flops, float), np.asarray(nbytes, float), graph=graph)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -343,18 +355,30 @@ _CACHE: OrderedDict[str, GraphStats] = OrderedDict()
 CACHE_SIZE = 8192
 
 
+_BY_GRAPH: "weakref.WeakKeyDictionary[Graph, GraphStats]" = weakref.WeakKeyDictionary()
+
+
 def graph_stats(graph: Graph) -> GraphStats:
-    """:func:`compute_stats`, cached per content hash (least recently used out past CACHE_SIZE)."""
-    key = graph.content_hash
-    hit = _CACHE.get(key)
+    """:func:`compute_stats`, cached per graph object while it lives and, for a graph whose content
+    hash is already known (graphs of the store and of the evaluation), per content hash across
+    objects (least recently used out past CACHE_SIZE). A graph whose hash nobody asked for is not
+    hashed here: hashing costs about as much as the analysis."""
+    hit = _BY_GRAPH.get(graph)
+    if hit is not None:
+        return hit
+    key = graph.known_hash
+    hit = _CACHE.get(key) if key is not None else None
     if hit is not None:
         _CACHE.move_to_end(key)
         hit._attach(graph)
+        _BY_GRAPH[graph] = hit
         return hit
     stats = compute_stats(graph)
-    _CACHE[key] = stats
-    if len(_CACHE) > CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    _BY_GRAPH[graph] = stats
+    if key is not None:
+        _CACHE[key] = stats
+        if len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
     return stats
 
 

@@ -15,6 +15,12 @@ zero, the ``blend`` best candidates are averaged in log space, weighted by the i
 error. (Leaving one HW-NAS-Bench device out, shipped devices as bases, K = 20 NAS-Bench-201
 networks, three draws: Spearman of held-out networks on the Jetson TX2 rose from 0.68 with the
 blend of two to 0.78 with the stack, Raspberry Pi 4 from 0.94 to 0.95.)
+With ``correct`` (the default) and at least ``CORRECT_MIN_ROWS`` measurements, what the bases
+miss is then learned from the network itself: a ridge map from the standardised ``log1p`` summary
+features (:func:`perfcast.predictors.base.domain_features`) to the residual log latency, its penalty
+chosen by exact leave-one-out error among ``RIDGE_GRID``, and kept only when that error is below
+the residual's mean square (a device whose costs no base shares, such as the Jetson TX2 of
+HW-NAS-Bench, gets a per-feature correction; one the bases explain gets none).
 Bases are passed to ``fit(graphs, targets, bases=[...])`` as data, not parameters. Without bases
 the one candidate is a FLOPs-linear model (:mod:`perfcast.predictors.flops`) fitted on the same
 rows, so ``get_predictor("transfer").fit(graphs, targets)`` works like any predictor.
@@ -39,6 +45,7 @@ from perfcast.errors import UsageError
 from perfcast.ir.graph import Graph
 from perfcast.predictors.base import (
     Predictor,
+    domain_features,
     extend_domain,
     get_predictor,
     leave_one_out_residuals,
@@ -89,6 +96,35 @@ def stack_logs(x: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray] | None:
     if not (w > 0).any():
         return None
     return float(t.mean() - mean @ w), w
+
+
+RIDGE_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # penalties per row, on standardised features
+CORRECT_MIN_ROWS = 10
+
+
+def residual_ridge(z: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A ridge map from the standardised features ``z`` to the residual ``e`` of the log map, with
+    the penalty of least leave-one-out error (closed form through the hat matrix); ``(mean, scale,
+    coef)``, or None when no penalty beats predicting no correction (mean square of ``e``)."""
+    n = z.shape[0]
+    mean, scale = z.mean(axis=0), z.std(axis=0)
+    keep = scale > 1e-9
+    if n < CORRECT_MIN_ROWS or not keep.any():
+        return None
+    zs = np.zeros_like(z)
+    zs[:, keep] = (z[:, keep] - mean[keep]) / scale[keep]
+    best, best_err = None, float(np.mean(e ** 2))
+    gram = zs @ zs.T
+    for lam in RIDGE_GRID:
+        inv = np.linalg.inv(gram + lam * n * np.eye(n))
+        hat = gram @ inv
+        loo = (e - hat @ e) / np.maximum(1.0 - np.diag(hat), 1e-9)
+        err = float(np.mean(loo ** 2))
+        if err < best_err:
+            best, best_err = zs.T @ (inv @ e), err
+    if best is None:
+        return None
+    return mean, np.where(keep, scale, 1.0), np.where(keep, best, 0.0)
 
 
 def _log(values: np.ndarray) -> np.ndarray:
@@ -146,10 +182,11 @@ def check_bases(bases) -> list[Predictor]:
 class TransferPredictor(Predictor):
     """``y = exp(c) * base(x)^b`` per target from the best base predictor(s) (see module docstring)."""
 
-    def __init__(self, prior_rows: float = 2.0, blend: int = 2, stack: bool = True) -> None:
+    def __init__(self, prior_rows: float = 2.0, blend: int = 2, stack: bool = True, correct: bool = True) -> None:
         self.prior_rows = prior_rows
         self.blend = blend
         self.stack = stack
+        self.correct = correct
 
     def _check_params(self) -> None:
         p = self.prior_rows
@@ -157,8 +194,9 @@ class TransferPredictor(Predictor):
             raise UsageError("prior_rows", f"must be a number >= 0, not {p!r}")
         if isinstance(self.blend, bool) or not isinstance(self.blend, int) or self.blend < 1:
             raise UsageError("blend", f"must be an integer >= 1, not {self.blend!r}")
-        if not isinstance(self.stack, bool):
-            raise UsageError("stack", f"must be true or false, not {self.stack!r}")
+        for name in ("stack", "correct"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(name, f"must be true or false, not {getattr(self, name)!r}")
 
     def fit(self, graphs: Sequence[Graph], targets: Mapping[str, Sequence[float]],
             kernel_profiles: Sequence[list[dict] | None] | None = None, *,
@@ -207,11 +245,15 @@ class TransferPredictor(Predictor):
             inverse = 1.0 / np.array([max(s[0], 1e-12) for s in chosen])
             coef = np.array([fit_log_map(s[3], t, self.prior_rows) for s in chosen])
             weight = inverse / inverse.sum()
+        log_fit = sum(w * (c[0] + c[1] * s[3]) for w, c, s in zip(weight, coef, chosen))
+        correction = residual_ridge(domain_features(stats), t - log_fit) if self.correct else None
         model: dict = {"weight": weight, "coef": coef,
                        "base_index": np.array([float(s[2].index) for s in chosen]),
                        "loo_log_mse": np.array([max(s[0], 1e-12) for s in chosen])}
         for j, s in enumerate(chosen):
             model.update(s[2].store(j))
+        if correction is not None:
+            model.update(zip(("corr_mean", "corr_scale", "corr_coef"), correction))
         return model
 
     def _predict_target(self, target: str, model: Mapping, stats: list[GraphStats]) -> np.ndarray:
@@ -222,6 +264,9 @@ class TransferPredictor(Predictor):
         for j, w in enumerate(weights):
             cand = _Candidate.restore(model, j, int(index[j]))
             log_pred += w * (coef[j, 0] + coef[j, 1] * _log(cand.predict(stats)))
+        if "corr_coef" in model:
+            z = (domain_features(stats) - np.asarray(model["corr_mean"])) / np.asarray(model["corr_scale"])
+            log_pred += z @ np.asarray(model["corr_coef"], float)
         return np.exp(log_pred)
 
     def _cross_residuals(self, target: str, stats: list[GraphStats], y: np.ndarray,
