@@ -209,9 +209,9 @@ class LookupTable(Predictor):
         finally:
             del self._seen
 
-    def fit(self, graphs, targets) -> "LookupTable":
+    def fit(self, graphs, targets, kernel_profiles=None) -> "LookupTable":
         with self._seeing(graphs):
-            return super().fit(graphs, targets)
+            return super().fit(graphs, targets, kernel_profiles)
 
     def predict(self, graphs) -> dict[str, np.ndarray]:
         with self._seeing(graphs):
