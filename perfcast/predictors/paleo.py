@@ -42,9 +42,22 @@ def _sum_design(stats: list[GraphStats]) -> np.ndarray:
     return np.array([[s.node_flops.sum(), s.node_bytes.sum(), s.node_flops.size] for s in stats], float)
 
 
-def _max_design(stats: list[GraphStats], ratio: float) -> np.ndarray:
-    return np.array([[np.maximum(s.node_flops, ratio * s.node_bytes).sum(), s.node_flops.size] for s in stats],
-                    float)
+class _NodeCosts:
+    """Every node's FLOPs and bytes of several graphs, concatenated, with each node's graph."""
+
+    def __init__(self, stats: list[GraphStats]) -> None:
+        counts = np.array([s.node_flops.size for s in stats])
+        self.n = len(stats)
+        self.counts = counts.astype(float)
+        self.owner = np.repeat(np.arange(self.n), counts)
+        self.flops = np.concatenate([s.node_flops for s in stats]) if self.n else np.zeros(0)
+        self.bytes = np.concatenate([s.node_bytes for s in stats]) if self.n else np.zeros(0)
+
+
+def _max_design(stats: "list[GraphStats] | _NodeCosts", ratio: float) -> np.ndarray:
+    costs = stats if isinstance(stats, _NodeCosts) else _NodeCosts(stats)
+    per_graph = np.bincount(costs.owner, weights=np.maximum(costs.flops, ratio * costs.bytes), minlength=costs.n)
+    return np.column_stack([per_graph, costs.counts])
 
 
 def _fit_sum(stats: list[GraphStats], y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -53,13 +66,14 @@ def _fit_sum(stats: list[GraphStats], y: np.ndarray) -> tuple[np.ndarray, float]
     return np.array([coef[0], coef[1], coef[2], 0.0, 0.0]), _relative_error(a @ coef, y)
 
 
-def _fit_max_at(stats: list[GraphStats], y: np.ndarray, ratio: float) -> tuple[np.ndarray, float]:
+def _fit_max_at(stats: "list[GraphStats] | _NodeCosts", y: np.ndarray, ratio: float) -> tuple[np.ndarray, float]:
     a = _max_design(stats, ratio)
     coef = fit_relative_nnls(a, y)
     return np.array([coef[0], coef[0] * ratio, coef[1], 1.0, ratio]), _relative_error(a @ coef, y)
 
 
 def _fit_max(stats: list[GraphStats], y: np.ndarray) -> tuple[np.ndarray, float]:
+    stats = _NodeCosts(stats)
     errors = [_fit_max_at(stats, y, r)[1] for r in _COARSE_RATIOS]
     best = int(np.argmin(errors))
     lo, hi = _COARSE_RATIOS[max(best - 1, 0)], _COARSE_RATIOS[min(best + 1, _COARSE_RATIOS.size - 1)]
