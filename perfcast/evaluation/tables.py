@@ -38,11 +38,10 @@ import numpy as np
 from perfcast.datasets import shared
 from perfcast.errors import UsageError
 from perfcast.ir.graph import Graph
-from perfcast.predictors.profiles import read_kernels
+from perfcast.predictors.profiles import KERNEL_FILE, read_kernels
 from perfcast.spaces import nb201
 
 LOCAL_FILE = "measurements.csv.gz"
-KERNEL_FILE = "kernels.csv.gz"
 LOCAL_TARGETS = {"latency_ms": "latency_ms_median", "memory_bytes": "peak_memory_bytes"}
 
 

@@ -232,6 +232,9 @@ def space_of(spec: str) -> str:
     return spec.split(":", 1)[0]
 
 
+KERNEL_FILE = "kernels.csv.gz"
+
+
 def read_kernels(path: Path) -> dict[str, list[dict]]:
     """Kernel rows per measurement id of a dataset's ``kernels.csv.gz`` (empty when absent)."""
     out: dict[str, list[dict]] = {}
@@ -265,7 +268,7 @@ def load_local_dataset(folder: str | Path, spaces: Sequence[str] | None = None, 
     src = Path(folder)
     if not (src / "measurements.csv.gz").is_file():
         raise UsageError(str(folder), "not a dataset folder (no measurements.csv.gz)")
-    kernels = read_kernels(src / "kernels.csv.gz")
+    kernels = read_kernels(src / KERNEL_FILE)
     with gzip.open(src / "measurements.csv.gz", "rt", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]
     taken: dict[str, int] = {}
