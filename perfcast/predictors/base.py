@@ -259,6 +259,12 @@ def fit_domain(stats: Sequence[GraphStats]) -> dict[str, np.ndarray]:
     return {"mean": mean, "scale": scale, "train": zs, "threshold": np.array([threshold])}
 
 
+def random_splits(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(held, rest)`` index pairs of the ``CONFORMAL_FOLDS`` seeded random folds of ``n`` rows."""
+    folds = np.random.default_rng(0).permutation(n) % min(CONFORMAL_FOLDS, n)
+    return [(np.flatnonzero(folds == k), np.flatnonzero(folds != k)) for k in np.unique(folds)]
+
+
 def cluster_labels(z: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """k-means labels of the rows of ``z`` (k-means++ seeding from ``seed``, Lloyd iterations
     until no label changes, at most ``KMEANS_ITERATIONS``)."""
@@ -391,12 +397,8 @@ class Predictor(Parameters):
 
     def _cross_residuals(self, target: str, stats: list[GraphStats], y: np.ndarray,
                          profiles: list[list[dict] | None] | None = None) -> np.ndarray:
-        n = len(stats)
-        folds = np.random.default_rng(0).permutation(n) % min(CONFORMAL_FOLDS, n)
-        residuals = np.empty(n)
-        for k in np.unique(folds):
-            held = np.flatnonzero(folds == k)
-            rest = np.flatnonzero(folds != k)
+        residuals = np.empty(len(stats))
+        for held, rest in random_splits(len(stats)):
             rest_profiles = None if profiles is None else [profiles[i] for i in rest]
             model = self._fit_target_profiled(target, [stats[i] for i in rest], y[rest], rest_profiles)
             pred = self._predict_target(target, model, [stats[i] for i in held])

@@ -54,8 +54,7 @@ class _NodeCosts:
         self.bytes = np.concatenate([s.node_bytes for s in stats]) if self.n else np.zeros(0)
 
 
-def _max_design(stats: "list[GraphStats] | _NodeCosts", ratio: float) -> np.ndarray:
-    costs = stats if isinstance(stats, _NodeCosts) else _NodeCosts(stats)
+def _max_design(costs: _NodeCosts, ratio: float) -> np.ndarray:
     per_graph = np.bincount(costs.owner, weights=np.maximum(costs.flops, ratio * costs.bytes), minlength=costs.n)
     return np.column_stack([per_graph, costs.counts])
 
@@ -66,18 +65,18 @@ def _fit_sum(stats: list[GraphStats], y: np.ndarray) -> tuple[np.ndarray, float]
     return np.array([coef[0], coef[1], coef[2], 0.0, 0.0]), _relative_error(a @ coef, y)
 
 
-def _fit_max_at(stats: "list[GraphStats] | _NodeCosts", y: np.ndarray, ratio: float) -> tuple[np.ndarray, float]:
-    a = _max_design(stats, ratio)
+def _fit_max_at(costs: _NodeCosts, y: np.ndarray, ratio: float) -> tuple[np.ndarray, float]:
+    a = _max_design(costs, ratio)
     coef = fit_relative_nnls(a, y)
     return np.array([coef[0], coef[0] * ratio, coef[1], 1.0, ratio]), _relative_error(a @ coef, y)
 
 
 def _fit_max(stats: list[GraphStats], y: np.ndarray) -> tuple[np.ndarray, float]:
-    stats = _NodeCosts(stats)
-    errors = [_fit_max_at(stats, y, r)[1] for r in _COARSE_RATIOS]
+    costs = _NodeCosts(stats)
+    errors = [_fit_max_at(costs, y, r)[1] for r in _COARSE_RATIOS]
     best = int(np.argmin(errors))
     lo, hi = _COARSE_RATIOS[max(best - 1, 0)], _COARSE_RATIOS[min(best + 1, _COARSE_RATIOS.size - 1)]
-    fits = [_fit_max_at(stats, y, r) for r in np.geomspace(lo, hi, 41)]
+    fits = [_fit_max_at(costs, y, r) for r in np.geomspace(lo, hi, 41)]
     return min(fits, key=lambda f: f[1])
 
 
@@ -110,7 +109,7 @@ class Paleo(Predictor):
             return _memory_design(stats) @ coef
         if model["mode"][0] == 0:
             return _sum_design(stats) @ coef
-        return _max_design(stats, float(model["ratio"][0])) @ np.array([coef[0], coef[2]])
+        return _max_design(_NodeCosts(stats), float(model["ratio"][0])) @ np.array([coef[0], coef[2]])
 
     def device_constants(self, target: str = "latency_ms") -> dict:
         """The calibrated constants of a roofline target and the mode kept. For ``latency_ms``:

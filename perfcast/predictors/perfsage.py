@@ -23,7 +23,6 @@ import numpy as np
 
 from perfcast.ir.graph import Graph
 from perfcast.predictors.base import (
-    CONFORMAL_FOLDS,
     TARGETS,
     _check_graphs,
     _check_profiles,
@@ -31,6 +30,7 @@ from perfcast.predictors.base import (
     cluster_splits,
     extrapolation_residuals,
     fit_domain,
+    random_splits,
     register_predictor,
     relative_residuals,
 )
@@ -67,13 +67,10 @@ class PerfSage(GraphNetPredictor):
         y = np.column_stack([labels[t] for t in self.targets_])
         shared = self._train(stats, y)
         self.models_ = {t: {**shared, "head": np.array([float(k)])} for k, t in enumerate(self.targets_)}
-        n = len(stats)
-        folds = np.random.default_rng(0).permutation(n) % min(CONFORMAL_FOLDS, n)
-        random = self._held_out(stats, y, [(np.flatnonzero(folds == k), np.flatnonzero(folds != k))
-                                           for k in np.unique(folds)])
+        random = self._held_out(stats, y, random_splits(len(stats)))
         splits = cluster_splits(stats)
         clustered = self._held_out(stats, y, [(h, r) for h, r, _ in splits])
-        outside = np.zeros(n, bool)
+        outside = np.zeros(len(stats), bool)
         for h, _, out in splits:
             outside[h] = out
         self.residuals_, self.ood_residuals_ = {}, {}
