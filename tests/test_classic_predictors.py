@@ -89,8 +89,9 @@ def test_gbt_ranks_and_learns_from_updates(graphs, tmp_path):
     order = np.argsort(y)
     low, high = order[:100], order[100:]
     high_new, high_test = high[::2], high[1::2]
-    gbt = get_predictor("gbt").fit([graphs[i] for i in low], {"latency_ms": y[low]})
-    again = get_predictor("gbt").fit([graphs[i] for i in low], {"latency_ms": y[low]})
+    # TVM's plain model: without the linear prior the trees cannot reach beyond the training range
+    gbt = get_predictor("gbt", prior="none").fit([graphs[i] for i in low], {"latency_ms": y[low]})
+    again = get_predictor("gbt", prior="none").fit([graphs[i] for i in low], {"latency_ms": y[low]})
     assert again.models_["latency_ms"]["booster"] == gbt.models_["latency_ms"]["booster"]  # deterministic
     test_g = [graphs[i] for i in high_test]
     assert spearman(y[low], gbt.predict([graphs[i] for i in low])["latency_ms"], [str(i) for i in low]) > 0.95
@@ -104,6 +105,48 @@ def test_gbt_ranks_and_learns_from_updates(graphs, tmp_path):
     np.testing.assert_array_equal(back.predict(test_g)["latency_ms"], gbt.predict(test_g)["latency_ms"])
     with pytest.raises(UsageError, match="num_leaves"):
         get_predictor("gbt", num_leaves=1).fit(test_g[:5], {"latency_ms": y[:5]})
+    with pytest.raises(UsageError, match="prior"):
+        get_predictor("gbt", prior="cubic").fit(test_g[:5], {"latency_ms": y[:5]})
+
+
+def test_gbt_linear_prior_extrapolates_beyond_the_training_range(graphs, tmp_path):
+    y = _linear_latency(graphs)
+    order = np.argsort(y)
+    low, high = order[:100], order[100:]
+    test_g = [graphs[i] for i in high]
+    errors = {}
+    for prior in ("linear", "none"):
+        gbt = get_predictor("gbt", prior=prior).fit([graphs[i] for i in low], {"latency_ms": y[low]})
+        errors[prior] = _mape(gbt.predict(test_g)["latency_ms"], y[high])
+    # the baseline is the planted linear law, so the trees have nothing left to correct
+    assert errors["linear"] < 1e-6 < 0.1 < errors["none"], errors
+    # "auto" (the default) keeps the variant with the lower cross-fitted error: here the prior, and its
+    # residuals are the ones the intervals use
+    noisy = y * np.exp(np.random.default_rng(0).normal(0.0, 0.02, y.size))
+    gbt = get_predictor("gbt").fit([graphs[i] for i in low], {"latency_ms": noisy[low]})
+    assert gbt.get_params()["prior"] == "auto" and gbt.models_["latency_ms"]["prior_coef"].shape == (3,)
+    plain = get_predictor("gbt", prior="none").fit([graphs[i] for i in low], {"latency_ms": noisy[low]})
+    assert gbt.residuals_["latency_ms"].mean() < plain.residuals_["latency_ms"].mean()
+    assert _mape(gbt.predict(test_g)["latency_ms"], y[high]) < errors["none"] / 2
+    gbt.save(tmp_path / "prior")
+    back = Predictor.load(tmp_path / "prior")
+    np.testing.assert_array_equal(back.predict(test_g)["latency_ms"], gbt.predict(test_g)["latency_ms"])
+    back.update(test_g[:10], {"latency_ms": noisy[high[:10]]})  # keeps the chosen prior
+    assert back.models_["latency_ms"]["prior_coef"].shape == (3,)
+
+
+def test_gbt_auto_prior_keeps_the_plain_trees_where_the_baseline_misleads(graphs):
+    # latency set by the node count alone, against which a MACs-and-bytes baseline is noise
+    ft = graph_features(graphs)
+    y = 0.01 * ft.column("nodes") * np.exp(np.sin(np.log1p(ft.column("macs"))))
+    gbt = get_predictor("gbt").fit(graphs[:150], {"latency_ms": y[:150]})
+    linear = get_predictor("gbt", prior="linear").fit(graphs[:150], {"latency_ms": y[:150]})
+    plain = get_predictor("gbt", prior="none").fit(graphs[:150], {"latency_ms": y[:150]})
+    chosen = "linear" if "prior_coef" in gbt.models_["latency_ms"] else "none"
+    better = "linear" if linear.residuals_["latency_ms"].mean() < plain.residuals_["latency_ms"].mean() else "none"
+    assert chosen == better
+    reference = linear if chosen == "linear" else plain
+    np.testing.assert_array_equal(gbt.residuals_["latency_ms"], reference.residuals_["latency_ms"])
 
 
 def test_spore_selects_few_terms_and_finds_the_planted_one(graphs, tmp_path):

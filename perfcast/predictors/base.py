@@ -370,6 +370,12 @@ class Predictor(Parameters):
         """``_fit_target`` given the kernel profiles of the same graphs (None when fit got none)."""
         return self._fit_target(target, stats, y)
 
+    def _select_target(self, target: str, stats: list[GraphStats], y: np.ndarray,
+                       profiles: list[list[dict] | None] | None) -> np.ndarray | None:
+        """Choose among a predictor's variants for one target before it is fitted; returns the
+        chosen variant's sorted cross-fitted residuals, or None (nothing to choose)."""
+        return None
+
     # -- fit ----------------------------------------------------------------------------------
     def fit(self, graphs: Sequence[Graph], targets: Mapping[str, Sequence[float]],
             kernel_profiles: Sequence[list[dict] | None] | None = None) -> "Predictor":
@@ -387,8 +393,10 @@ class Predictor(Parameters):
             keep = np.flatnonzero(~np.isnan(y))
             sub = [stats[i] for i in keep]
             sub_profiles = None if profiles is None else [profiles[i] for i in keep]
+            chosen = self._select_target(target, sub, y[keep], sub_profiles)
             self.models_[target] = self._fit_target_profiled(target, sub, y[keep], sub_profiles)
-            self.residuals_[target] = self._cross_residuals(target, sub, y[keep], sub_profiles)
+            self.residuals_[target] = (chosen if chosen is not None
+                                       else self._cross_residuals(target, sub, y[keep], sub_profiles))
             self.ood_residuals_[target] = self._cluster_residuals(target, sub, y[keep], sub_profiles)
         self.targets_ = [t for t in TARGETS if t in labels]
         self.domain_ = fit_domain(stats)

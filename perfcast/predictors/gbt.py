@@ -6,6 +6,21 @@ Features are the graph-level totals and per-op-family aggregates of
 learn ``log(target)``, so every network's relative error weighs the same. Training is deterministic
 (fixed seed, one thread, LightGBM's deterministic mode).
 
+With ``prior="linear"`` the trees start from a physical baseline instead of a constant: a non-negative linear model of the network's MACs and bytes moved (for ``memory_bytes``
+also its activation peak and weight bytes) plus a constant, fitted on relative error, gives
+``log(base)`` as LightGBM's initial score, and the trees learn ``log(target / base)``. Trees
+cannot extrapolate: beyond the training range a plain ensemble returns the value of its outermost
+leaves, while the baseline keeps scaling with the work and the trees only correct its ratio. On
+the local dataset (onnxruntime CPU, 3,052 networks) the prior lowered the in-distribution latency
+MAPE from 9.0 % to 8.0 %, raised the share within +-10 % on a left-out space from 38 % to 49 %
+(mean over the 13 spaces), and on 26 networks of families in no space cut the latency MAPE from
+45 % to 25 % and the memory MAPE from 18 % to 11 %. ``prior="none"`` is TVM's plain model. The
+prior does not help everywhere: on HW-NAS-Bench's Jetson TX2, whose latency follows the kernel count
+more than the work, it raised the in-distribution MAPE from 5.2 % to 6.0 %. ``prior="auto"`` (the
+default) therefore chooses per target: it cross-fits both variants on the same folds as the
+conformal residuals and keeps the one with the lower mean relative error (the linear prior on a
+tie); :meth:`~GradientBoostedTrees.update` keeps that choice.
+
 :meth:`GradientBoostedTrees.update` adds measurements and refits on all labels seen so far (the
 training rows are part of the model), as TVM does after each batch of measured candidates; the new
 graphs join the domain-check reference set.
@@ -30,11 +45,33 @@ from perfcast.predictors.base import (
     _check_targets,
     _log_features,
     extend_domain,
+    fit_relative_nnls,
     register_predictor,
 )
-from perfcast.predictors.features import GraphStats, graph_stats
+from perfcast.predictors.features import COLUMNS, GraphStats, graph_stats
 
 _LABEL_FLOOR = 1e-12
+PRIORS = ("auto", "linear", "none")
+_PRIOR_COLUMNS = {"macs": ("macs",), "bytes": ("bytes_read", "bytes_written")}
+_MEMORY_COLUMNS = ("activation_peak_bytes", "weight_bytes")
+_INDEX = {c: i for i, c in enumerate(COLUMNS)}
+_PRIOR_FLOOR = 0.01  # of the smallest training label: the least a baseline may predict
+
+
+def prior_design(target: str, rows: np.ndarray) -> np.ndarray:
+    """The baseline's columns: MACs, bytes read + written, (memory: activation peak, weight bytes), 1."""
+    cols = [rows[:, [_INDEX[c] for c in group]].sum(axis=1) for group in _PRIOR_COLUMNS.values()]
+    if target == "memory_bytes":
+        cols += [rows[:, _INDEX[c]] for c in _MEMORY_COLUMNS]
+    return np.column_stack(cols + [np.ones(len(rows))])
+
+
+def _log_prior(model: Mapping, target: str, rows: np.ndarray) -> np.ndarray:
+    coef = np.asarray(model.get("prior_coef", np.zeros(0)), float)
+    if not coef.size:
+        return np.zeros(len(rows))
+    floor = float(np.asarray(model["prior_floor"]).reshape(-1)[0])
+    return np.log(np.maximum(prior_design(target, rows) @ coef, floor))
 
 
 def _booster_params(num_leaves: int, learning_rate: float, min_data_in_leaf: int, seed: int) -> dict:
@@ -62,12 +99,13 @@ class GradientBoostedTrees(Predictor):
     """LightGBM on log features, predicting log(target); :meth:`update` retrains with new labels."""
 
     def __init__(self, n_estimators: int = 300, learning_rate: float = 0.05, num_leaves: int = 15,
-                 min_data_in_leaf: int = 3, seed: int = 0) -> None:
+                 min_data_in_leaf: int = 3, seed: int = 0, prior: str = "auto") -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.min_data_in_leaf = min_data_in_leaf
         self.seed = seed
+        self.prior = prior
 
     def _check_params(self) -> None:
         for name, low in (("n_estimators", 1), ("num_leaves", 2), ("min_data_in_leaf", 1), ("seed", 0)):
@@ -77,18 +115,57 @@ class GradientBoostedTrees(Predictor):
         rate = self.learning_rate
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
             raise UsageError("learning_rate", f"must be in (0, 1], not {rate!r}")
+        if self.prior not in PRIORS:
+            raise UsageError("prior", f"must be one of {', '.join(PRIORS)}, not {self.prior!r}")
 
     def _fit_target(self, target: str, stats: list[GraphStats], y: np.ndarray) -> dict:
         import lightgbm
 
         rows = np.vstack([s.row for s in stats])
+        y = np.asarray(y, float)
+        model: dict = {"train_rows": rows, "train_y": y}
+        if self._prior_for(target) == "linear":
+            model["prior_coef"] = fit_relative_nnls(prior_design(target, rows), y)
+            model["prior_floor"] = np.array([_PRIOR_FLOOR * max(float(y.min()), _LABEL_FLOOR)])
         params = _booster_params(self.num_leaves, self.learning_rate, self.min_data_in_leaf, self.seed)
-        data = lightgbm.Dataset(_log_features(stats), np.log(np.maximum(y, _LABEL_FLOOR)), params=params)
-        booster = lightgbm.train(params, data, num_boost_round=self.n_estimators)
-        return {"booster": booster.model_to_string(), "train_rows": rows, "train_y": np.asarray(y, float)}
+        data = lightgbm.Dataset(_log_features(stats), np.log(np.maximum(y, _LABEL_FLOOR)) - _log_prior(model, target, rows),
+                                params=params)
+        model["booster"] = lightgbm.train(params, data, num_boost_round=self.n_estimators).model_to_string()
+        return model
+
+    def _prior_for(self, target: str) -> str:
+        """The prior ``target`` is fitted with: the parameter, else the variant being tried or chosen,
+        else the one its fitted model has."""
+        if self.prior != "auto":
+            return self.prior
+        trial = getattr(self, "_trial", None)
+        if trial is not None:
+            return trial
+        model = getattr(self, "models_", {}).get(target)
+        return "none" if model is not None and not np.asarray(model.get("prior_coef", ())).size else "linear"
+
+    def _select_target(self, target: str, stats: list[GraphStats], y: np.ndarray, profiles=None) -> np.ndarray | None:
+        if self.prior != "auto":
+            return None
+        best = None
+        for prior in ("linear", "none"):
+            self._trial = prior
+            residuals = self._cross_residuals(target, stats, y)
+            if best is None or float(residuals.mean()) < float(best[1].mean()):
+                best = (prior, residuals)
+        self._trial = best[0]
+        return best[1]
+
+    def fit(self, graphs: Sequence[Graph], targets: Mapping[str, Sequence[float]],
+            kernel_profiles: Sequence[list[dict] | None] | None = None) -> "GradientBoostedTrees":
+        try:
+            return super().fit(graphs, targets, kernel_profiles)
+        finally:
+            self._trial = None
 
     def _predict_target(self, target: str, model: Mapping, stats: list[GraphStats]) -> np.ndarray:
-        return np.exp(_booster(model["booster"]).predict(_log_features(stats), num_threads=1))
+        rows = np.vstack([s.row for s in stats])
+        return np.exp(_log_prior(model, target, rows) + _booster(model["booster"]).predict(_log_features(stats), num_threads=1))
 
     def update(self, graphs: Sequence[Graph], targets: Mapping[str, Sequence[float]]) -> "GradientBoostedTrees":
         """Add measured ``graphs`` with their ``targets`` (NaN where missing) and retrain every
@@ -104,9 +181,11 @@ class GradientBoostedTrees(Predictor):
             all_rows = np.vstack([np.asarray(old["train_rows"]).reshape(-1, rows.shape[1]), rows[keep]])
             all_y = np.r_[old["train_y"], y[keep]]
             stats = _stats_of_rows(all_rows)
+            chosen = None if target in self.models_ else self._select_target(target, stats, all_y)
             self.models_[target] = self._fit_target(target, stats, all_y)
-            self.residuals_[target] = self._cross_residuals(target, stats, all_y)
+            self.residuals_[target] = chosen if chosen is not None else self._cross_residuals(target, stats, all_y)
             self.ood_residuals_[target] = self._cluster_residuals(target, stats, all_y)
+            self._trial = None
         self.targets_ = [t for t in TARGETS if t in self.models_]
         self.domain_ = extend_domain(self.domain_, _stats_of_rows(rows))
         self.n_train_ += len(graphs)
