@@ -46,15 +46,13 @@ Drift correction
 Spread and re-measurement
     ``repeat_cv`` is the coefficient of variation (sample standard deviation over
     mean) of the per-worker medians of the corrected samples. A model is measured
-    again by one more worker at a time, up to ``max_extra_workers`` (13) more, while
+    again by one more worker at a time, up to ``max_extra_workers`` (5) more, while
     the standard error of its label, ``repeat_cv / sqrt(n)`` with ``n`` workers so
     far, exceeds ``cv_threshold / sqrt(workers)`` (``cv_threshold`` 3 %: the error of
     a model whose workers spread by 3 %); every worker's samples are kept in the
     statistics. A network whose time differs from one process to the next (cache
     placement on a shared host moves small networks by 10 % and more) thus gets
-    more processes, and a steady one no more than ``workers``. (With at most 5 more, the
-    networks whose workers spread by 9-10 % stopped at 8 workers, a standard error of
-    about 3.5 %, and were the ones whose labels moved most between runs.)
+    more processes, and a steady one no more than ``workers``.
 
 Failures
     A model's time in a worker (load, warm-up, its blocks) is limited to
@@ -113,7 +111,7 @@ class Settings:
     max_runs: int = 1000
     timeout_s: float = 60.0
     cv_threshold: float = 0.03
-    max_extra_workers: int = 13
+    max_extra_workers: int = 5
     group_size: int = 8
     group_bytes: int = 256 * 2**20
     memory_runs: int = 3
