@@ -393,15 +393,19 @@ class Predictor(Parameters):
             keep = np.flatnonzero(~np.isnan(y))
             sub = [stats[i] for i in keep]
             sub_profiles = None if profiles is None else [profiles[i] for i in keep]
-            chosen = self._select_target(target, sub, y[keep], sub_profiles)
-            self.models_[target] = self._fit_target_profiled(target, sub, y[keep], sub_profiles)
-            self.residuals_[target] = (chosen if chosen is not None
-                                       else self._cross_residuals(target, sub, y[keep], sub_profiles))
-            self.ood_residuals_[target] = self._cluster_residuals(target, sub, y[keep], sub_profiles)
+            self._learn_target(target, sub, y[keep], sub_profiles)
         self.targets_ = [t for t in TARGETS if t in labels]
         self.domain_ = fit_domain(stats)
         self.n_train_ = len(graphs)
         return self
+
+    def _learn_target(self, target: str, stats: list[GraphStats], y: np.ndarray,
+                      profiles: list[list[dict] | None] | None = None) -> None:
+        """Fit one target: its model, its cross-fitted residuals and its out-of-domain residuals."""
+        chosen = self._select_target(target, stats, y, profiles)
+        self.models_[target] = self._fit_target_profiled(target, stats, y, profiles)
+        self.residuals_[target] = chosen if chosen is not None else self._cross_residuals(target, stats, y, profiles)
+        self.ood_residuals_[target] = self._cluster_residuals(target, stats, y, profiles)
 
     def _cross_residuals(self, target: str, stats: list[GraphStats], y: np.ndarray,
                          profiles: list[list[dict] | None] | None = None) -> np.ndarray:

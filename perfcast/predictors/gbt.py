@@ -148,7 +148,7 @@ class GradientBoostedTrees(Predictor):
 
     def _select_target(self, target: str, stats: list[GraphStats], y: np.ndarray,
                        profiles=None) -> np.ndarray | None:
-        if self.prior != "auto":
+        if self.prior != "auto" or target in self.models_:  # update keeps the fitted target's choice
             return None
         best = None
         for prior in ("linear", "none"):
@@ -159,10 +159,9 @@ class GradientBoostedTrees(Predictor):
         self._trial = best[0]
         return best[1]
 
-    def fit(self, graphs: Sequence[Graph], targets: Mapping[str, Sequence[float]],
-            kernel_profiles: Sequence[list[dict] | None] | None = None) -> "GradientBoostedTrees":
+    def _learn_target(self, target: str, stats: list[GraphStats], y: np.ndarray, profiles=None) -> None:
         try:
-            return super().fit(graphs, targets, kernel_profiles)
+            super()._learn_target(target, stats, y, profiles)
         finally:
             self._trial = None
 
@@ -184,12 +183,7 @@ class GradientBoostedTrees(Predictor):
             old = self.models_.get(target, {"train_rows": np.zeros((0, rows.shape[1])), "train_y": np.zeros(0)})
             all_rows = np.vstack([np.asarray(old["train_rows"]).reshape(-1, rows.shape[1]), rows[keep]])
             all_y = np.r_[old["train_y"], y[keep]]
-            stats = _stats_of_rows(all_rows)
-            chosen = None if target in self.models_ else self._select_target(target, stats, all_y)
-            self.models_[target] = self._fit_target(target, stats, all_y)
-            self.residuals_[target] = chosen if chosen is not None else self._cross_residuals(target, stats, all_y)
-            self.ood_residuals_[target] = self._cluster_residuals(target, stats, all_y)
-            self._trial = None
+            self._learn_target(target, _stats_of_rows(all_rows), all_y)
         self.targets_ = [t for t in TARGETS if t in self.models_]
         self.domain_ = extend_domain(self.domain_, _stats_of_rows(rows))
         self.n_train_ += len(graphs)
