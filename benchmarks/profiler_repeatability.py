@@ -5,9 +5,9 @@ resolution where the entry takes ``res``, NAS spaces, task spaces), round-robin 
 the spaces, skipping networks above 1 GMAC or 30 M parameters so that one run stays
 within minutes. Each is written as ONNX with random weights, then
 
-    run 1: perfcast.profiling.profile(...)         (baseline B1 = its reference median)
+    run 1: perfcast.profiling.profile(...)         (baselines B1 = its references' medians)
     wait --gap-minutes
-    run 2: the same, with the reference baseline fixed to B1
+    run 2: the same, with the reference baselines fixed to B1
 
 so that the drift-corrected latencies of both runs are on the same scale. For each
 label, the relative difference of a network is |a - b| / ((a + b) / 2); the script
@@ -34,6 +34,7 @@ from perfcast.analysis import analyze_graph
 from perfcast.errors import PerfcastError
 from perfcast.frontends.onnx_writer import to_onnx
 from perfcast.profiling import profile
+from perfcast.profiling import stats
 from perfcast.profiling.stats import percentile
 from perfcast.spaces import spaces
 from perfcast.spaces.registry import sample_specs
@@ -123,40 +124,52 @@ def main(argv: list[str] | None = None) -> None:
             path.write_bytes(to_onnx(graph, seed=0).SerializeToString())
             paths.append(path)
 
-        def run(label: str, baseline: float | None):
+        def run(label: str, baselines: tuple[float | None, float | None]):
             start = time.monotonic()
             res = profile(paths, threads=args.threads, workers=args.workers, time_budget_s=args.time_budget,
-                          reference_baseline_ms=baseline,
+                          reference_baseline_ms=baselines[0], memory_reference_baseline_ms=baselines[1],
                           progress=lambda d, t, n: print(f"\r{label}: {d}/{t}", end="", file=sys.stderr))
             elapsed = time.monotonic() - start
             print(file=sys.stderr)
             failed = [(networks[i][0], r.error_kind, r.error_message) for i, r in enumerate(res) if not r.ok]
             env = res[0].environment
             print(f"{label}: {elapsed:7.1f} s, {3600 * len(paths) / elapsed:6.0f} networks/hour, "
-                  f"reference baseline {env['reference_baseline_ms']:.4f} ms, failed {len(failed)}, "
+                  f"reference baselines {env['reference_baseline_ms']:.4f} / {env['memory_reference_baseline_ms']:.4f} ms, "
+                  f"failed {len(failed)}, "
                   f"load average {env['load_average_before'][0]:.2f} -> {env['load_average_after'][0]:.2f}")
             for f in failed:
                 print(f"   failed: {f}")
             return res, elapsed
 
-        first, t1 = run("run 1", None)
+        first, t1 = run("run 1", (None, None))
         if args.gap_minutes > 0:
             print(f"waiting {args.gap_minutes:g} minutes", file=sys.stderr)
             time.sleep(60 * args.gap_minutes)
-        second, t2 = run("run 2", first[0].environment["reference_baseline_ms"])
+        env = first[0].environment
+        second, t2 = run("run 2", (env["reference_baseline_ms"], env["memory_reference_baseline_ms"]))
 
     def label(res, key):
         return [key(r) if r.ok else None for r in res]
 
-    print(describe("latency, drift-corrected (run-1 baseline)",
+    print(describe("latency, drift-corrected (run-1 baselines)",
                    relative_differences(label(first, lambda r: r.latency_ms["median"]),
                                         label(second, lambda r: r.latency_ms["median"]))))
+    def compute_reference_only(r):
+        blocks = stats.rebuild_blocks(r.raw_samples_ms, r.block_references_ms)
+        return stats.latency_stats(blocks, r.reference_baseline_ms).latency_ms["median"]
+
+    print(describe("latency, compute reference alone",
+                   relative_differences(label(first, compute_reference_only), label(second, compute_reference_only))))
     print(describe("latency, raw median",
                    relative_differences(label(first, lambda r: r.latency_ms_raw_median),
                                         label(second, lambda r: r.latency_ms_raw_median))))
     print(describe("peak memory",
                    relative_differences(label(first, lambda r: r.peak_memory_bytes),
                                         label(second, lambda r: r.peak_memory_bytes))))
+    weights = [r.reference_weight for r in first + second if r.ok]
+    if weights:
+        print(f"{'compute weight of the adjacent reference':44s} median {statistics.median(weights):6.2f}     "
+              f"p10 {percentile(weights, 10):6.2f}     p90 {percentile(weights, 90):6.2f}")
     cvs = [r.repeat_cv for r in first + second if r.ok and r.repeat_cv is not None]
     if cvs:
         print(f"{'repeat CV across workers':44s} median {100 * statistics.median(cvs):6.2f} %   "

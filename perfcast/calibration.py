@@ -251,7 +251,7 @@ def measure(specs: list[str], runner, *, db: str | None = None, budget_minutes: 
             bar = _ChunkedBar(Progress(len(specs) * (workers + 1), f"calibrate {runner.name}", enabled=progress),
                               workers + 1, len(specs))
             result = Measured([], [], [], [], device=runner.device_name())
-            baseline = None
+            baselines = (None, None)
             start = time.monotonic()
             for first in range(0, len(specs), CHUNK):
                 part = range(first, min(first + CHUNK, len(specs)))
@@ -261,10 +261,12 @@ def measure(specs: list[str], runner, *, db: str | None = None, budget_minutes: 
                     break
                 bar.start(len(part))
                 measurements = profile([files[i] for i in part], runtime=runner.name, threads=runner.threads,
-                                       progress=bar.step, reference_baseline_ms=baseline,
+                                       progress=bar.step, reference_baseline_ms=baselines[0],
+                                       memory_reference_baseline_ms=baselines[1],
                                        single_model_errors=False, **settings)
                 bar.finish()
-                baseline = baseline or measurements[0].reference_baseline_ms
+                if baselines[0] is None:
+                    baselines = (measurements[0].reference_baseline_ms, measurements[0].memory_reference_baseline_ms)
                 for i, m in zip(part, measurements):
                     store_measurement(store, m, network_ids[i], device_id, 1)
                     _collect(result, specs[i], graphs[i], m)

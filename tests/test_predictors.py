@@ -14,7 +14,7 @@ import pytest
 from perfcast.api import load
 from perfcast.errors import ModelLoadError, UsageError
 from perfcast.predictors import Predictor, get_predictor, predictor_names
-from perfcast.predictors.base import OOD_WIDENING, cluster_labels, conformal_quantile
+from perfcast.predictors.base import MIN_RELATIVE_WIDTH, OOD_WIDENING, cluster_labels, conformal_quantile
 from perfcast.predictors.features import COLUMNS, FAMILIES, graph_features, graph_stats
 from perfcast.spaces.registry import sample_specs
 
@@ -163,6 +163,18 @@ def test_conformal_quantile_keeps_nominal_coverage_with_few_residuals():
     # enough residuals: the plain split-conformal order statistic
     many = np.sort(rng.random(99))
     assert conformal_quantile(many, 0.1) == many[89]
+
+
+def test_exact_fits_keep_intervals_wider_than_floating_point_rounding():
+    """A method that reproduces simulator labels exactly leaves residuals of rounding only; a
+    label that differs from its prediction by rounding is still inside the interval."""
+    rounding = np.sort(np.abs(np.random.default_rng(3).standard_normal(200)) * 1e-16)
+    q = conformal_quantile(rounding, 0.1)
+    assert q == MIN_RELATIVE_WIDTH == 1e-9
+    prediction = 0.123456789
+    label = prediction * (1 + 4e-16)
+    assert prediction * (1 - q) <= label <= prediction * (1 + q)
+    assert conformal_quantile(rounding[:4], 0.1) == MIN_RELATIVE_WIDTH
 
 
 def test_cluster_labels_find_separated_groups():

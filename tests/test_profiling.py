@@ -101,6 +101,50 @@ def test_drift_correction_divides_out_a_simulated_slowdown():
     assert stats.latency_stats(blocks, baseline_ms=1.0).latency_ms["median"] == pytest.approx(4.0)
 
 
+def memory_bound_blocks(weight: float, level_ms: float = 2.0) -> list:
+    """Blocks of a model whose time follows the compute reference with ``weight`` and the
+    memory reference with ``1 - weight``, while the two references drift independently
+    (baselines A = 0.5 ms, M = 0.25 ms)."""
+    slowdowns = [(1.0, 1.0), (1.1, 1.4), (1.0, 1.25), (1.3, 1.05), (0.95, 1.6), (1.2, 1.2)]
+    return [stats.Block((level_ms * fa ** weight * fm ** (1 - weight),) * 3, 0.5 * fa, k % 3,
+                        memory_ref_median_ms=0.25 * fm) for k, (fa, fm) in enumerate(slowdowns)]
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.35, 1.0])
+def test_two_references_divide_out_a_slowdown_of_compute_and_memory(weight):
+    blocks = memory_bound_blocks(weight)
+    assert stats.reference_weight(blocks, 0.5, 0.25) == pytest.approx(weight)
+    combined = stats.combine_references(blocks, 0.5, 0.25, stats.reference_weight(blocks, 0.5, 0.25))
+    s = stats.latency_stats(combined, baseline_ms=0.5)
+    assert s.latency_ms["min"] == pytest.approx(2.0) and s.latency_ms["p90"] == pytest.approx(2.0)
+    assert s.repeat_cv == pytest.approx(0.0, abs=1e-9)
+    # the compute reference alone leaves the memory part of the drift in the label
+    alone = stats.latency_stats(blocks, baseline_ms=0.5)
+    assert (alone.repeat_cv > 0.05) == (weight < 1.0)
+
+
+def test_reference_weight_is_clipped_and_falls_back_to_the_compute_reference():
+    # a model that slows twice as much as the memory reference: the weight stays in 0..1
+    fast = [stats.Block((2.0 * (b.memory_ref_median_ms / 0.25) ** 2,), b.ref_median_ms, b.worker,
+                        memory_ref_median_ms=b.memory_ref_median_ms) for b in memory_bound_blocks(0.0)]
+    assert stats.reference_weight(fast, 0.5, 0.25) == 0.0
+    without_memory = [stats.Block(b.samples_ms, b.ref_median_ms, b.worker) for b in memory_bound_blocks(0.5)]
+    assert stats.reference_weight(without_memory, 0.5, 0.25) == 1.0
+    assert stats.combine_references(without_memory, 0.5, None, 0.5) == without_memory
+    # both references moved together: nothing tells them apart
+    together = [stats.Block((1.0,), 0.5 * f, 0, memory_ref_median_ms=0.25 * f) for f in (1.0, 1.2, 0.9)]
+    assert stats.reference_weight(together, 0.5, 0.25) == 1.0
+
+
+def test_blocks_rebuild_from_raw_samples_and_block_references():
+    blocks = memory_bound_blocks(0.5)
+    raw = [x for b in blocks for x in b.samples_ms]
+    rows = [[b.worker, len(b.samples_ms), b.ref_median_ms, b.memory_ref_median_ms] for b in blocks]
+    assert stats.rebuild_blocks(raw, rows) == blocks
+    with pytest.raises(ValueError, match="covers 18 samples, not 19"):
+        stats.rebuild_blocks(raw + [1.0], rows)
+
+
 def test_energy_per_inference_from_metered_blocks():
     blocks = [stats.Block((1.0,) * 4, 1.0, 0, energy_uj=8000.0), stats.Block((1.0,) * 6, 1.0, 1, energy_uj=2000.0)]
     assert stats.energy_per_run_mj(blocks) == pytest.approx(1.0)  # 10 mJ over 10 inferences
@@ -115,6 +159,10 @@ def test_unknown_runtime_and_bad_threads_are_usage_errors(tmp_path):
         make_runner("ort-cpu", 0)
     with pytest.raises(UsageError, match="--kernels"):
         profile([tmp_path / "m.onnx"], runtime="litert", kernels=True)
+    with pytest.raises(UsageError, match="--reference-weight: must be between 0 and 1, not 1.5"):
+        profile([tmp_path / "m.onnx"], reference_weight=1.5)
+    with pytest.raises(UsageError, match="--memory-reference-baseline-ms: must be positive, not -1"):
+        profile([tmp_path / "m.onnx"], memory_reference_baseline_ms=-1)
 
 
 @pytest.mark.skipif(Path("/dev/nvidia0").exists(), reason="this machine has an NVIDIA GPU")
@@ -184,6 +232,13 @@ def test_batch_goes_on_past_models_the_runtime_rejects(tmp_path):
         assert r.latency_ms_raw_median == pytest.approx(statistics.median(r.raw_samples_ms))
         assert r.latency_clock == "thread_cpu" and r.latency_ms_wall_median > 0
         assert r.latency_ms["median"] == pytest.approx(r.reference_ratio * r.reference_baseline_ms)
+        assert 0.0 <= r.reference_weight <= 1.0 and r.memory_reference_baseline_ms > 0
+        # the stored block references recompute the label
+        blocks = stats.rebuild_blocks(r.raw_samples_ms, r.block_references_ms)
+        assert {b.worker for b in blocks} == {0, 1}
+        combined = stats.combine_references(blocks, r.reference_baseline_ms, r.memory_reference_baseline_ms,
+                                            r.reference_weight)
+        assert stats.latency_stats(combined, r.reference_baseline_ms).latency_ms == pytest.approx(r.latency_ms)
         assert r.repeat_cv is not None and r.repeat_cv >= 0
         assert r.device == make_runner("ort-cpu").device_name()
         assert len(r.environment["load_average_before"]) == 3 and "load_average_after" in r.environment

@@ -25,6 +25,9 @@ With fewer residuals than the rank needs (``n < 1 / alpha - 1``: under 9 at 90 %
 statistic covers at the nominal level (the largest of ``n`` covers ``n / (n + 1)``), so ``q`` is the
 larger of the largest residual and the Student-t prediction bound ``t(1 - alpha / 2; n) * s``, ``s``
 the root mean square of the residuals (exact when relative errors are normal around zero).
+``q`` is at least ``MIN_RELATIVE_WIDTH`` (1e-9): a method that reproduces the labels exactly (a
+lookup table of a simulator's per-operator costs) leaves residuals of floating-point rounding,
+and an interval narrower than that rounding would miss labels it predicts exactly.
 
 Domain check: the summary features (every column before the hashed structure counts,
 :data:`~perfcast.predictors.features.N_SUMMARY`) are mapped to ``log1p`` space and standardised by the training mean and
@@ -73,6 +76,7 @@ DOMAIN_K = 5
 DOMAIN_MIN_SCALE = 0.1
 DOMAIN_PERCENTILE = 99.0
 OOD_WIDENING = 2.0
+MIN_RELATIVE_WIDTH = 1e-9
 OOD_MIN_ROWS = 30
 OOD_MIN_RESIDUALS = 20
 KMEANS_ITERATIONS = 50
@@ -209,15 +213,16 @@ def relative_residuals(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def conformal_quantile(sorted_residuals: np.ndarray, alpha: float) -> float:
-    """The split-conformal quantile of sorted residuals at miscoverage ``alpha``."""
+    """The split-conformal quantile of sorted residuals at miscoverage ``alpha``, at least
+    ``MIN_RELATIVE_WIDTH``."""
     n = sorted_residuals.size
     rank = math.ceil((n + 1) * (1.0 - alpha))
     if rank <= n:
-        return float(sorted_residuals[max(rank, 1) - 1])
+        return max(float(sorted_residuals[max(rank, 1) - 1]), MIN_RELATIVE_WIDTH)
     from scipy.stats import t as student_t  # only for very small residual sets
 
     spread = math.sqrt(float(np.mean(np.square(sorted_residuals))))
-    return max(float(sorted_residuals[-1]), float(student_t.ppf(1.0 - alpha / 2.0, n)) * spread)
+    return max(float(sorted_residuals[-1]), float(student_t.ppf(1.0 - alpha / 2.0, n)) * spread, MIN_RELATIVE_WIDTH)
 
 
 def _log_features(stats: Sequence[GraphStats]) -> np.ndarray:

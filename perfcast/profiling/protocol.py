@@ -14,10 +14,10 @@ Timing
     inference, then timed inferences until ``time_budget_s / rounds`` seconds have
     passed, with at least ``ceil(min_runs / rounds)`` and at most
     ``max_runs // rounds`` of them (about 10..1000 per model per worker). Before the
-    first block and after every block the built-in reference network
-    (:mod:`perfcast.profiling.reference`) is timed in a block of a quarter of that
-    length (5..200 inferences). Every inference is timed on its own; raw samples
-    are kept.
+    first block and after every block the two built-in reference networks
+    (:mod:`perfcast.profiling.reference`: one bound by compute, one by memory) are
+    timed, each in a block of a quarter of that length (5..200 inferences). Every
+    inference is timed on its own; raw samples are kept.
 
 Clock
     With one thread on a CPU runtime an inference runs entirely on the calling
@@ -32,16 +32,25 @@ Clock
     ``latency_ms_wall_median`` is the wall-clock median in every case.
 
 Drift correction
-    A model block's *adjacent reference median* ``r_b`` is the median of the
-    reference blocks just before and just after it, pooled. The *baseline* ``B`` is
-    the median of all reference samples of the run (every worker), or
-    ``reference_baseline_ms`` when the caller fixes it (to compare runs made at
-    different times). Each sample ``s`` becomes ``s * B / r_b``; ``latency_ms``
-    holds median, mean, min, p10 and p90 of these corrected samples, so that the
-    corrected median is ``reference_ratio * B`` with ``reference_ratio`` the
-    median of ``s / r_b``. ``latency_ms_raw_median`` is the median of the raw
-    (uncorrected) samples on the same clock. The reference and the models are timed
-    on the same clock.
+    A model block's *adjacent reference medians* ``a_b`` (compute reference) and
+    ``m_b`` (memory reference) are the medians of each reference's blocks just before
+    and just after it, pooled. The *baselines* ``A`` and ``M`` are the medians of all
+    samples of each reference in the run (every worker), or ``reference_baseline_ms``
+    and ``memory_reference_baseline_ms`` when the caller fixes them (to compare runs
+    made at different times). A network that streams large weights slows with the
+    memory reference when other tenants contend for the shared cache, one that fits
+    in the core's cache with the compute reference, most networks partly with each:
+    the block's adjacent reference is ``r_b = A * (a_b / A)**w * (m_b / M)**(1 - w)``,
+    with the compute weight ``w`` (0..1, ``reference_weight``) fitted per model to its
+    blocks (:func:`perfcast.profiling.stats.reference_weight`; the setting
+    ``reference_weight`` fixes it, 1.0 is the compute reference alone). Each sample
+    ``s`` becomes ``s * A / r_b``; ``latency_ms`` holds median, mean, min, p10 and p90
+    of these corrected samples, so that the corrected median is
+    ``reference_ratio * A`` with ``reference_ratio`` the median of ``s / r_b``.
+    ``latency_ms_raw_median`` is the median of the raw (uncorrected) samples on the
+    same clock; ``block_references_ms`` lists every block's worker, number of samples,
+    ``a_b`` and ``m_b`` in the order of ``raw_samples_ms``, so the correction can be
+    recomputed. The references and the models are timed on the same clock.
 
 Spread and re-measurement
     ``repeat_cv`` is the coefficient of variation (sample standard deviation over
@@ -91,7 +100,7 @@ from perfcast.profiling import stats
 from perfcast.profiling.energy import energy_source
 from perfcast.profiling.memory import MemoryProbe
 from perfcast.profiling.process import TIMEOUT, WorkerProcess, run_job
-from perfcast.profiling.reference import write_reference, write_trivial
+from perfcast.profiling.reference import write_memory_reference, write_reference, write_trivial
 from perfcast.profiling.runners import Runner, make_runner
 
 Progress = Callable[[int, int, str], None]
@@ -117,6 +126,7 @@ class Settings:
     memory_runs: int = 3
     memory_processes: int = 3
     kernel_runs: int = 10
+    reference_weight: float | None = None
 
     def check(self) -> None:
         positive = {"workers": self.workers, "time_budget_s": self.time_budget_s, "rounds": self.rounds,
@@ -130,6 +140,8 @@ class Settings:
                             "warmup_s": self.warmup_s, "cv_threshold": self.cv_threshold}.items():
             if value < 0:
                 raise UsageError(f"--{name.replace('_', '-')}", f"must not be negative, not {value!r}")
+        if self.reference_weight is not None and not 0.0 <= self.reference_weight <= 1.0:
+            raise UsageError("--reference-weight", f"must be between 0 and 1, not {self.reference_weight!r}")
         if self.max_runs < self.min_runs:
             raise UsageError("--max-runs", f"must be at least --min-runs ({self.min_runs}), not {self.max_runs}")
 
@@ -157,6 +169,9 @@ class Measurement:
     raw_samples_ms: list[float] = field(default_factory=list)
     reference_ratio: float | None = None
     reference_baseline_ms: float | None = None
+    memory_reference_baseline_ms: float | None = None
+    reference_weight: float | None = None
+    block_references_ms: list[list[float]] = field(default_factory=list)
     peak_memory_bytes: int | None = None
     energy_mj: float | None = None
     kernel_profile: list[dict] | None = None
@@ -198,22 +213,29 @@ class _Counter:
 class _Timing:
     """Runs the timing workers of one profiling run and keeps their blocks."""
 
-    def __init__(self, models: list[_Model], runner: Runner, reference: Path, settings: Settings,
+    def __init__(self, models: list[_Model], runner: Runner, references: tuple[Path, Path], settings: Settings,
                  energy: str | None, counter: _Counter) -> None:
         self.models = models
         self.runner = runner
-        self.reference = str(reference)
+        self.reference, self.memory_reference = (str(r) for r in references)
         self.settings = settings
         self.energy = energy
         self.counter = counter
         self.reference_samples: list[float] = []
+        self.memory_reference_samples: list[float] = []
         self.passes = 0
+
+    def baselines(self, compute_ms: float | None = None, memory_ms: float | None = None) -> tuple[float, float]:
+        """``(A, M)``: the given baselines, else the medians of the references' samples so far."""
+        return (compute_ms or statistics.median(self.reference_samples),
+                memory_ms or statistics.median(self.memory_reference_samples))
 
     def job(self, indices: list[int]) -> dict:
         s = self.settings
         return {
             "mode": "time", "runtime": self.runner.name, "threads": self.runner.threads,
             "models": [[i, self.models[i].path] for i in indices], "reference": self.reference,
+            "memory_reference": self.memory_reference,
             "budget_s": s.time_budget_s, "rounds": s.rounds, "warmup_runs": s.warmup_runs, "warmup_s": s.warmup_s,
             "min_runs": s.min_runs, "max_runs": s.max_runs, "group_size": s.group_size,
             "group_bytes": s.group_bytes, "energy": self.energy,
@@ -249,7 +271,7 @@ class _Timing:
     def _follow(self, proc: WorkerProcess, worker: int, remaining: list[int]) -> str | None:
         timeout = self.settings.timeout_s
         pending: dict[int, list[dict]] = {}
-        refs: dict[int, list[float]] = {}
+        refs: dict[int, tuple[list[float], list[float]]] = {}
         used: dict[int, float] = {}
         current: tuple[int, float] | None = None
         deadline = time.monotonic() + timeout
@@ -283,8 +305,9 @@ class _Timing:
                 self.fail(event["model"], event["kind"], event["message"])
                 remaining.remove(event["model"])
             elif kind == "ref":
-                refs[event["id"]] = event["samples_ms"]
+                refs[event["id"]] = (event["samples_ms"], event["memory_samples_ms"])
                 self.reference_samples.extend(event["samples_ms"])
+                self.memory_reference_samples.extend(event["memory_samples_ms"])
             elif kind == "block":
                 pending.setdefault(event["model"], []).append(event)
             elif kind == "done":
@@ -293,12 +316,14 @@ class _Timing:
             elif kind == "finished":
                 return None
 
-    def _commit(self, index: int, worker: int, events: list[dict], refs: dict[int, list[float]]) -> None:
+    def _commit(self, index: int, worker: int, events: list[dict],
+                refs: dict[int, tuple[list[float], list[float]]]) -> None:
         model = self.models[index]
         for e in events:
-            ref = refs[e["ref_before"]] + refs[e["ref_before"] + 1]
-            model.blocks.append(stats.Block(tuple(e["samples_ms"]), statistics.median(ref), worker, e["energy_uj"],
-                                            tuple(e["wall_ms"])))
+            (compute, memory), (compute_after, memory_after) = refs[e["ref_before"]], refs[e["ref_before"] + 1]
+            model.blocks.append(stats.Block(tuple(e["samples_ms"]), statistics.median(compute + compute_after), worker,
+                                            e["energy_uj"], tuple(e["wall_ms"]),
+                                            statistics.median(memory + memory_after)))
         self.counter.step(Path(model.path).name)
 
 
@@ -324,11 +349,13 @@ def _environment(runner: Runner, settings: Settings) -> dict:
 def profile(models: list[str | os.PathLike], runtime: str = "ort-cpu", threads: int = 1, workers: int = 3,
             time_budget_s: float = 0.6, memory: bool = True, kernels: bool = False, timeout_s: float = 60.0,
             progress: Progress | None = None, *, reference_baseline_ms: float | None = None,
-            single_model_errors: bool = True, **protocol) -> list[Measurement]:
+            memory_reference_baseline_ms: float | None = None, single_model_errors: bool = True,
+            **protocol) -> list[Measurement]:
     """Measure model files (ONNX for ``ort-*``, TFLite for ``litert``) on this machine.
 
     ``time_budget_s`` is the timed time per model per worker; ``timeout_s`` the time
-    limit of one model in one process. Other keywords set fields of :class:`Settings`
+    limit of one model in one process; ``reference_baseline_ms`` and
+    ``memory_reference_baseline_ms`` fix the drift baselines (those of an earlier run). Other keywords set fields of :class:`Settings`
     (``rounds``, ``cv_threshold``, ``max_extra_workers``, ``min_runs``...).
     ``progress(done, total, note)`` is called after every model step. Returns one
     :class:`Measurement` per model, in order. A single model the runtime cannot load
@@ -345,8 +372,10 @@ def profile(models: list[str | os.PathLike], runtime: str = "ort-cpu", threads: 
     runner = make_runner(runtime, threads)
     if kernels and not runner.supports_kernel_profiles:
         raise UsageError("--kernels", f"kernel profiles need an onnxruntime runtime (ort-cpu, ort-cuda), not {runtime}")
-    if reference_baseline_ms is not None and not reference_baseline_ms > 0:
-        raise UsageError("--reference-baseline-ms", f"must be positive, not {reference_baseline_ms!r}")
+    for name, value in (("reference-baseline-ms", reference_baseline_ms),
+                        ("memory-reference-baseline-ms", memory_reference_baseline_ms)):
+        if value is not None and not value > 0:
+            raise UsageError(f"--{name}", f"must be positive, not {value!r}")
     paths = [str(check_file(m)) for m in models]
     if not paths:
         return []
@@ -354,16 +383,16 @@ def profile(models: list[str | os.PathLike], runtime: str = "ort-cpu", threads: 
     state = [_Model(i, p) for i, p in enumerate(paths)]
     counter = _Counter(len(paths) * (settings.workers + memory + kernels), progress)
     with tempfile.TemporaryDirectory(prefix="perfcast-profile-") as tmp:
-        timing = _Timing(state, runner, write_reference(Path(tmp)), settings,
+        timing = _Timing(state, runner, (write_reference(Path(tmp)), write_memory_reference(Path(tmp))), settings,
                          energy_source(runner.gpu), counter)
         _measure_latency(timing, settings, counter)
         if not timing.reference_samples:
             raise RuntimeError("no reference samples were measured")
-        baseline = reference_baseline_ms or statistics.median(timing.reference_samples)
+        baselines = timing.baselines(reference_baseline_ms, memory_reference_baseline_ms)
         environment["load_average_after"] = list(os.getloadavg())
         environment["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        environment["reference_baseline_ms"] = baseline
-        results = [_measurement(m, models[m.index], runner, baseline, environment) for m in state]
+        environment["reference_baseline_ms"], environment["memory_reference_baseline_ms"] = baselines
+        results = [_measurement(m, models[m.index], runner, baselines, settings, environment) for m in state]
         if memory:
             probe = MemoryProbe(runner.name, runner.threads, write_trivial(Path(tmp), runner.model_suffix),
                                 settings.timeout_s, settings.memory_runs, settings.memory_processes)
@@ -381,20 +410,37 @@ def _measure_latency(timing: _Timing, settings: Settings, counter: _Counter) -> 
         timing.run_pass(_rotated([i for i in everyone if timing.models[i].ok], w, settings.workers))
     limit = settings.cv_threshold / math.sqrt(settings.workers)
     for extra in range(settings.max_extra_workers):
-        spread = [m.index for m in timing.models if m.ok and stats.standard_error(m.blocks) > limit]
+        baselines = timing.baselines()
+        spread = [m.index for m in timing.models
+                  if m.ok and stats.standard_error(_combined(m.blocks, baselines, settings)[1]) > limit]
         if not spread:
             break
         counter.total += len(spread)
         timing.run_pass(_rotated(spread, settings.workers + extra, settings.workers))
 
 
-def _measurement(model: _Model, ref, runner: Runner, baseline: float, environment: dict) -> Measurement:
+def _combined(blocks: list[stats.Block], baselines: tuple[float, float],
+              settings: Settings) -> tuple[float, list[stats.Block]]:
+    """A model's compute weight and its blocks with the combined adjacent reference."""
+    weight = settings.reference_weight
+    if weight is None:
+        weight = stats.reference_weight(blocks, *baselines)
+    return weight, stats.combine_references(blocks, *baselines, weight)
+
+
+def _measurement(model: _Model, ref, runner: Runner, baselines: tuple[float, float], settings: Settings,
+                 environment: dict) -> Measurement:
+    baseline = baselines[0]
     m = Measurement(model=os.fspath(ref), runtime=runner.name, device=runner.device_name(), threads=runner.threads,
-                    latency_clock=runner.timing_clock, environment=dict(environment), reference_baseline_ms=baseline)
+                    latency_clock=runner.timing_clock, environment=dict(environment), reference_baseline_ms=baseline,
+                    memory_reference_baseline_ms=baselines[1])
     if not model.ok:
         m.status, (m.error_kind, m.error_message) = "failed", model.failure
         return m
-    s = stats.latency_stats(model.blocks, baseline)
+    m.reference_weight, blocks = _combined(model.blocks, baselines, settings)
+    m.block_references_ms = [[b.worker, len(b.samples_ms), b.ref_median_ms, b.memory_ref_median_ms]
+                             for b in model.blocks]
+    s = stats.latency_stats(blocks, baseline)
     m.latency_ms = s.latency_ms
     m.latency_ms_raw_median = s.raw_median_ms
     m.latency_ms_wall_median = s.wall_median_ms

@@ -1,10 +1,17 @@
 """Built-in networks of the profiling protocol.
 
-- The drift *reference*: a small fixed CNN (CIFAR-sized input 1x3x32x32; conv 3x3
-  32 -> conv 3x3 stride 2 64 -> conv 3x3 64, ReLU after each, global average pool,
-  linear 10), weights from seed 0: 15 M multiply-accumulates, about 0.15 ms on one
-  core of an AVX-512 server. It is timed next to every model block to measure how
-  fast the machine is at that moment.
+- The drift *references*, timed next to every model block to measure how fast the
+  machine is at that moment, one for each of the two resources a network waits on:
+  - the *compute* reference: a small fixed CNN (CIFAR-sized input 1x3x32x32; conv 3x3
+    32 -> conv 3x3 stride 2 64 -> conv 3x3 64, ReLU after each, global average pool,
+    linear 10), weights from seed 0: 15 M multiply-accumulates on 0.2 MB of weights,
+    about 0.15 ms on one core of an AVX-512 server; its data stays in the core's cache;
+  - the *memory* reference: four matrix-vector products in a chain (1x1024 input,
+    1024x1024 float32 weights each, 16 MB in all): 4 M multiply-accumulates, each weight
+    read once per inference, about 0.2 ms. It waits on the shared cache and memory
+    bandwidth, which other tenants of a host contend for: on a shared machine networks
+    with large weights or activations slowed by 40 % and more within a minute while the
+    compute reference did not move, and this one followed them.
 - The *trivial* network of the memory baseline: one ReLU on a 1x1 tensor (ONNX), or
   one ADD on a 1x1 tensor (TFLite, for LiteRT).
 """
@@ -26,6 +33,17 @@ def reference_graph():
     return b.build()
 
 
+def memory_reference_graph():
+    from perfcast.ir.builder import GraphBuilder
+
+    b = GraphBuilder("perfcast_memory_reference")
+    x = b.input((1, 1024))
+    for _ in range(4):
+        x = b.linear(x, 1024)
+    b.output(x)
+    return b.build()
+
+
 def trivial_graph():
     from perfcast.ir.builder import GraphBuilder
 
@@ -43,6 +61,10 @@ def write_onnx(graph, path: Path) -> Path:
 
 def write_reference(directory: Path) -> Path:
     return write_onnx(reference_graph(), Path(directory) / "perfcast_reference.onnx")
+
+
+def write_memory_reference(directory: Path) -> Path:
+    return write_onnx(memory_reference_graph(), Path(directory) / "perfcast_memory_reference.onnx")
 
 
 def write_trivial(directory: Path, suffix: str = ".onnx") -> Path:

@@ -162,7 +162,8 @@ def store_measurement(store, m: Measurement, network_id: int, device_id: int, ba
     environment.update(latency_clock=m.latency_clock, latency_ms_raw_median=m.latency_ms_raw_median,
                        latency_ms_wall_median=m.latency_ms_wall_median, workers=m.workers,
                        worker_medians_ms=m.worker_medians_ms, reference_baseline_ms=m.reference_baseline_ms,
-                       notes=m.notes)
+                       memory_reference_baseline_ms=m.memory_reference_baseline_ms,
+                       reference_weight=m.reference_weight, block_references_ms=m.block_references_ms, notes=m.notes)
     mid = store.add_measurement(
         network_id, device_id, batch_size=batch, status=status, latency_ms=m.latency_ms if m.ok else None,
         repeat_cv=m.repeat_cv, raw_samples_ms=m.raw_samples_ms or None, reference_ratio=m.reference_ratio,

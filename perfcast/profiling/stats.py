@@ -6,13 +6,18 @@ timing clock, see :mod:`perfcast.profiling.protocol`):
 - ``median``, ``mean``, ``min`` of the samples; ``p10`` and ``p90`` are percentiles with
   linear interpolation between closest ranks (numpy's default ``linear`` method).
 - A *block* is a run of consecutive timed inferences of one model inside one worker
-  process. The reference network is timed in a block just before and just after it;
-  the block's *adjacent reference median* ``r_b`` is the median of those two
-  reference blocks' samples pooled.
-- The *reference baseline* ``B`` is the median of every reference sample of the whole
-  profiling run (all workers), unless the caller fixes it.
-- A drift-corrected sample is ``s * B / r_b``: a model's corrected median equals
-  ``reference_ratio * B`` where ``reference_ratio`` is the median over its samples of
+  process. The two reference networks (compute and memory, see
+  :mod:`perfcast.profiling.reference`) are timed in a block just before and just after
+  it; the block's *adjacent reference medians* ``a_b`` and ``m_b`` are the medians of
+  those two reference blocks' samples pooled, one per reference.
+- The *reference baselines* ``A`` and ``M`` are the medians of every sample of each
+  reference in the whole profiling run (all workers), unless the caller fixes them.
+- A model waits partly on compute and partly on memory. Its block's *adjacent
+  reference*, in compute-reference milliseconds, is ``r_b = A * (a_b / A)**w * (m_b / M)**(1 - w)``
+  with the model's *memory weight* ``1 - w`` (:func:`reference_weight` fits ``w`` from
+  the blocks); ``w = 1`` is the compute reference alone.
+- A drift-corrected sample is ``s * A / r_b``: a model's corrected median equals
+  ``reference_ratio * A`` where ``reference_ratio`` is the median over its samples of
   ``s / r_b``. A slowdown shared by the model and the adjacent reference blocks divides out.
 - ``standard_error`` is ``repeat_cv / sqrt(workers)``.
 - ``repeat_cv`` is the coefficient of variation (sample standard deviation, ddof=1,
@@ -24,19 +29,22 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 
 @dataclass(frozen=True)
 class Block:
-    """Samples of one model block with the median of its adjacent reference blocks."""
+    """Samples of one model block with the medians of its adjacent reference blocks
+    (``ref_median_ms``: the compute reference, or the combined one after
+    :func:`combine_references`; ``memory_ref_median_ms``: the memory reference)."""
 
     samples_ms: tuple[float, ...]
     ref_median_ms: float
     worker: int
     energy_uj: float | None = None
     wall_ms: tuple[float, ...] = ()
+    memory_ref_median_ms: float | None = None
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -67,6 +75,52 @@ def cv(values: Sequence[float]) -> float | None:
         return None
     mean = statistics.fmean(values)
     return statistics.stdev(values) / mean if mean else None
+
+
+def reference_weight(blocks: Sequence[Block], baseline_ms: float, memory_baseline_ms: float) -> float:
+    """The compute weight ``w`` (0..1) of a model's adjacent reference: the slope of the
+    least-squares line through the blocks' ``log(median / m_b * M)`` against
+    ``log(a_b / A) - log(m_b / M)`` (a model's log time is its level plus ``w`` times the
+    compute reference's log slowdown plus ``1 - w`` times the memory reference's), clipped
+    to 0..1. 1.0 without memory reference medians, or when the two references moved
+    together in every block (no information to tell them apart)."""
+    if any(b.memory_ref_median_ms is None for b in blocks) or len(blocks) < 3:
+        return 1.0
+    xs, ys = [], []
+    for b in blocks:
+        memory = math.log(b.memory_ref_median_ms / memory_baseline_ms)
+        xs.append(math.log(b.ref_median_ms / baseline_ms) - memory)
+        ys.append(math.log(statistics.median(b.samples_ms)) - memory)
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx < len(xs) * 1e-8:
+        return 1.0
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    return min(1.0, max(0.0, slope))
+
+
+def combine_references(blocks: Sequence[Block], baseline_ms: float, memory_baseline_ms: float | None,
+                       weight: float) -> list[Block]:
+    """The blocks with ``ref_median_ms`` replaced by the combined adjacent reference
+    ``A * (a_b / A)**w * (m_b / M)**(1 - w)``; unchanged for ``w == 1`` or without a memory
+    reference."""
+    if weight >= 1.0 or memory_baseline_ms is None:
+        return list(blocks)
+    return [replace(b, ref_median_ms=baseline_ms * (b.ref_median_ms / baseline_ms) ** weight
+                    * (b.memory_ref_median_ms / memory_baseline_ms) ** (1.0 - weight)) for b in blocks]
+
+
+def rebuild_blocks(raw_samples_ms: Sequence[float], block_references_ms: Sequence[Sequence]) -> list[Block]:
+    """A measurement's blocks from its raw samples and its ``block_references_ms`` rows
+    ``[worker, samples, compute reference median, memory reference median]``."""
+    blocks, start = [], 0
+    for worker, n, compute, memory in block_references_ms:
+        blocks.append(Block(tuple(raw_samples_ms[start:start + int(n)]), compute, int(worker),
+                            memory_ref_median_ms=memory))
+        start += int(n)
+    if start != len(raw_samples_ms):
+        raise ValueError(f"block_references_ms covers {start} samples, not {len(raw_samples_ms)}")
+    return blocks
 
 
 def corrected_samples(block: Block, baseline_ms: float) -> list[float]:

@@ -5,9 +5,10 @@ Modes (``job["mode"]``):
 
 - ``time``: the timing protocol of :mod:`perfcast.profiling.protocol` for a list of
   models (load and warm up a group, then rounds of model blocks, each followed by a
-  reference block). Events: ``ready``; ``begin`` (model, what) before each step that
-  belongs to a model; ``loaded``, ``failed`` (model, kind, message), ``block`` (model,
-  samples_ms, wall_ms, energy_uj, ref_before), ``ref`` (id, samples_ms), ``done`` (model);
+  reference block: the compute reference, then the memory reference). Events: ``ready``;
+  ``begin`` (model, what) before each step that belongs to a model; ``loaded``, ``failed``
+  (model, kind, message), ``block`` (model, samples_ms, wall_ms, energy_uj, ref_before),
+  ``ref`` (id, samples_ms, memory_samples_ms), ``done`` (model);
   ``finished`` at the end.
 - ``memory``: import the runtime, read VmRSS, load one model, run it a few times, read
   VmHWM (both from ``/proc/self/status``).
@@ -129,8 +130,9 @@ def groups(models: list[list], size: int, max_bytes: int) -> list[list[list]]:
 
 def time_models(job: dict, emit: Emit) -> None:
     runner = make_runner(job["runtime"], job["threads"], check=False)
-    reference = runner.reference_runner().load(job["reference"])
-    warm_up(reference, job["warmup_runs"], job["warmup_s"])
+    references = [runner.reference_runner().load(job[key]) for key in ("reference", "memory_reference")]
+    for reference in references:
+        warm_up(reference, job["warmup_runs"], job["warmup_s"])
     meter = open_meter(job.get("energy"))
     clock = runner.timing_clock
     rounds = job["rounds"]
@@ -143,8 +145,8 @@ def time_models(job: dict, emit: Emit) -> None:
     def time_reference() -> int:
         nonlocal ref_id
         ref_id += 1
-        timed = time_block(reference, ref_s, 5, 200, clock)
-        emit(ev="ref", id=ref_id, samples_ms=timed.samples_ms)
+        compute, memory = (time_block(r, ref_s, 5, 200, clock).samples_ms for r in references)
+        emit(ev="ref", id=ref_id, samples_ms=compute, memory_samples_ms=memory)
         return ref_id
 
     emit(ev="ready")
