@@ -131,9 +131,25 @@ def test_reference_weight_is_clipped_and_falls_back_to_the_compute_reference():
     without_memory = [stats.Block(b.samples_ms, b.ref_median_ms, b.worker) for b in memory_bound_blocks(0.5)]
     assert stats.reference_weight(without_memory, 0.5, 0.25) == 1.0
     assert stats.combine_references(without_memory, 0.5, None, 0.5) == without_memory
-    # both references moved together: nothing tells them apart
+    # both references moved together, or too few blocks: nothing tells them apart
     together = [stats.Block((1.0,), 0.5 * f, 0, memory_ref_median_ms=0.25 * f) for f in (1.0, 1.2, 0.9)]
-    assert stats.reference_weight(together, 0.5, 0.25) == 1.0
+    assert stats.reference_weight(together, 0.5, 0.25) == stats.WEIGHT_PRIOR[0] == 0.5
+    assert stats.reference_weight(memory_bound_blocks(0.0)[:2], 0.5, 0.25) == 0.5
+
+
+def test_noisy_blocks_pull_the_reference_weight_towards_the_prior():
+    """A memory-bound model (w = 0) whose block medians carry noise: the least-squares slope
+    moves with the noise, the posterior weight lies between it and the prior mean 0.5."""
+    noise = [1.15, 0.88, 1.0, 1.12, 0.9, 1.05]
+    blocks = [stats.Block(tuple(x * n for x in b.samples_ms), b.ref_median_ms, b.worker,
+                          memory_ref_median_ms=b.memory_ref_median_ms)
+              for b, n in zip(memory_bound_blocks(0.0), noise)]
+    xs = [math.log(b.ref_median_ms / 0.5) - math.log(b.memory_ref_median_ms / 0.25) for b in blocks]
+    ys = [math.log(b.samples_ms[0]) - math.log(b.memory_ref_median_ms / 0.25) for b in blocks]
+    slope = float(np.polyfit(xs, ys, 1)[0])
+    weight = stats.reference_weight(blocks, 0.5, 0.25)
+    assert min(slope, 0.5) < weight < max(slope, 0.5)
+    assert abs(weight - slope) > 0.02 and abs(weight - slope) < abs(0.5 - slope)
 
 
 def test_blocks_rebuild_from_raw_samples_and_block_references():

@@ -41,7 +41,7 @@ Drift correction
     memory reference when other tenants contend for the shared cache, one that fits
     in the core's cache with the compute reference, most networks partly with each:
     the block's adjacent reference is ``r_b = A * (a_b / A)**w * (m_b / M)**(1 - w)``,
-    with the compute weight ``w`` (0..1, ``reference_weight``) fitted per model to its
+    with the compute weight ``w`` (0..1, ``reference_weight``) estimated per model from its
     blocks (:func:`perfcast.profiling.stats.reference_weight`; the setting
     ``reference_weight`` fixes it, 1.0 is the compute reference alone). Each sample
     ``s`` becomes ``s * A / r_b``; ``latency_ms`` holds median, mean, min, p10 and p90

@@ -14,7 +14,7 @@ timing clock, see :mod:`perfcast.profiling.protocol`):
   reference in the whole profiling run (all workers), unless the caller fixes them.
 - A model waits partly on compute and partly on memory. Its block's *adjacent
   reference*, in compute-reference milliseconds, is ``r_b = A * (a_b / A)**w * (m_b / M)**(1 - w)``
-  with the model's *memory weight* ``1 - w`` (:func:`reference_weight` fits ``w`` from
+  with the model's *memory weight* ``1 - w`` (:func:`reference_weight` estimates ``w`` from
   the blocks); ``w = 1`` is the compute reference alone.
 - A drift-corrected sample is ``s * A / r_b``: a model's corrected median equals
   ``reference_ratio * A`` where ``reference_ratio`` is the median over its samples of
@@ -31,6 +31,9 @@ import math
 import statistics
 from dataclasses import dataclass, replace
 from typing import Sequence
+
+
+WEIGHT_PRIOR = (0.5, 0.25)  # mean and sd of a model's compute weight before its blocks are seen
 
 
 @dataclass(frozen=True)
@@ -78,14 +81,22 @@ def cv(values: Sequence[float]) -> float | None:
 
 
 def reference_weight(blocks: Sequence[Block], baseline_ms: float, memory_baseline_ms: float) -> float:
-    """The compute weight ``w`` (0..1) of a model's adjacent reference: the slope of the
-    least-squares line through the blocks' ``log(median / m_b * M)`` against
-    ``log(a_b / A) - log(m_b / M)`` (a model's log time is its level plus ``w`` times the
-    compute reference's log slowdown plus ``1 - w`` times the memory reference's), clipped
-    to 0..1. 1.0 without memory reference medians, or when the two references moved
-    together in every block (no information to tell them apart)."""
-    if any(b.memory_ref_median_ms is None for b in blocks) or len(blocks) < 3:
+    """The compute weight ``w`` (0..1) of a model's adjacent reference.
+
+    A model's log block median is its level plus ``w`` times the compute reference's log
+    slowdown plus ``1 - w`` times the memory reference's: ``w_hat`` is the least-squares slope
+    of ``log(median / m_b * M)`` against ``log(a_b / A) - log(m_b / M)`` over the blocks, with
+    variance ``v`` (residual variance over the spread of the regressor). A few blocks fit a
+    slope loosely, so the weight is the posterior mean under the prior ``WEIGHT_PRIOR``
+    (mean 0.5, sd 0.25: most networks wait on both): ``(0.5 / 0.25**2 + w_hat / v) /
+    (1 / 0.25**2 + 1 / v)``, clipped to 0..1. 1.0 without memory reference medians; the
+    prior mean when fewer than three blocks or references that moved together leave no slope
+    to fit."""
+    if any(b.memory_ref_median_ms is None for b in blocks):
         return 1.0
+    prior_mean, prior_sd = WEIGHT_PRIOR
+    if len(blocks) < 3:
+        return prior_mean
     xs, ys = [], []
     for b in blocks:
         memory = math.log(b.memory_ref_median_ms / memory_baseline_ms)
@@ -94,8 +105,12 @@ def reference_weight(blocks: Sequence[Block], baseline_ms: float, memory_baselin
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
     if sxx < len(xs) * 1e-8:
-        return 1.0
+        return prior_mean
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    residual = sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys)) / (len(xs) - 2)
+    variance = residual / sxx
+    if variance > 0:
+        slope = (prior_mean / prior_sd**2 + slope / variance) / (1 / prior_sd**2 + 1 / variance)
     return min(1.0, max(0.0, slope))
 
 
