@@ -156,37 +156,6 @@ def test_protocol_b_averages_draws_and_runs_adapt_with_bases(evaluated):
     assert adapt and adapt[0]["n_bases"] == 2  # raspi4 and eyeriss, never edgegpu itself
 
 
-@needs_shared
-def test_protocol_b_takes_bases_from_every_source_of_the_space(monkeypatch):
-    """A new device is adapted from the devices of every source measured on networks of its space
-    (HW-NAS-Bench's and HELP's NAS-Bench-201 devices), never from another space, with one
-    train/test cut over the architectures of all those sources."""
-    nb201 = tables.shared_tables(SHARED_DATA, ["hwnasbench_nb201"], ["hwnasbench:edgegpu", "hwnasbench:raspi4"],
-                                 max_rows=60, seed=0)
-    nb201 += tables.shared_tables(SHARED_DATA, ["help_nasbench201"], ["help:titanxp"], max_rows=60, seed=0)
-    fbnet = tables.shared_tables(SHARED_DATA, ["help_fbnet"], ["help:titanxp"], max_rows=30, seed=0)
-    cuts = []
-    original = harness.fit_bases
-
-    def spy(ev, group, cache, held_out, s):
-        cuts.append(({t.source for t in group}, set(held_out), [set(cache.split_keys(t)) for t in group]))
-        return original(ev, group, cache, held_out, s)
-
-    monkeypatch.setattr(harness, "fit_bases", spy)
-    settings = harness.Settings(methods=("flops",), protocols=("b",), ks=(5,), draws=1)
-    ev = harness.evaluate(nb201 + fbnet, settings, tables.GraphCache())
-    adapt = {(r["source"], r["device"]): r["n_bases"] for r in ev.records if r["method"] == "adapt"}
-    assert adapt[("hwnasbench_nb201", "hwnasbench:edgegpu")] == 2  # raspi4 and HELP's Titan Xp
-    assert adapt[("help_nasbench201", "help:titanxp")] == 2  # both HW-NAS-Bench devices
-    assert ("help_fbnet", "help:titanxp") not in adapt
-    assert any("help:titanxp: adapt skipped (no other device of its space" in n for n in ev.notes)
-    (sources, held_out, keys), _ = cuts
-    assert sources == {"hwnasbench_nb201", "help_nasbench201"}
-    every = set().union(*keys)
-    assert held_out == harness.test_keys(every, settings.test_fraction, settings.seed)
-    assert keys[0] & keys[2] and held_out & keys[0] and held_out & keys[2]
-
-
 # --- report and CLI ----------------------------------------------------------------------------
 @needs_shared
 def test_cli_writes_report_metrics_predictions_and_plots(run_cli, tmp_path):

@@ -6,17 +6,14 @@
   (a fixed random order, ``None`` = every training row) and scored on the test rows.
 - ``b`` new device: each device setting is left out in turn; from its training rows ``k`` rows of
   distinct architectures are drawn (``draws`` times); every method is fitted on those ``k`` rows
-  alone, and :func:`perfcast.adapt.adapt` adapts predictors of the other devices measured on
-  networks of the same space, from any source, at the same batch size (``base_method`` fitted on
-  their training rows), as a user's new device is adapted from every shipped device; all are
-  scored on the left-out device's test rows and the metrics are averaged over the draws. The
-  train/test cut of protocol b is made once per space, over the distinct architectures of all
-  its sources, so that no base has seen a test network of the left-out device.
+  alone, and :func:`perfcast.adapt.adapt` adapts predictors of the other devices of the same source
+  at the same batch size (``base_method`` fitted on their training rows); all are scored on the left-out
+  device's test rows and the metrics are averaged over the draws.
 - ``b`` with multi-device methods (``Settings.fewshot``, :mod:`perfcast.predictors.multidevice`):
   for each left-out device, each method is fitted on the training rows of every other device of
-  the same space (every batch size; the left-out device at no batch size), once per device, then
+  the same source (every batch size; the left-out device at no batch size), once per device, then
   adapted with the same ``k`` rows of each draw and scored on the same test rows; records carry
-  the method's name and ``n_bases`` = the number of tables it was fitted on.
+  the method's name and ``n_bases`` = the number of source tables.
 - ``c`` leave one space out: the tables of one device setting (across sources) are merged; for each
   space (spec prefix) a method is fitted on the rows of the other spaces (at most ``max_train`` of
   them) and scored on that space. Settings whose rows come from one space only are skipped.
@@ -291,7 +288,7 @@ def protocol_b(ev: Evaluation, table: LabelTable, others: list[LabelTable], base
         ev.notes.append(f"b {table.source} {table.name}: adapt skipped (perfcast.adapt is not available)")
         methods.remove(ADAPT)
     elif not my_bases:
-        ev.notes.append(f"b {table.source} {table.name}: adapt skipped (no other device of its space "
+        ev.notes.append(f"b {table.source} {table.name}: adapt skipped (no other device of {table.source} "
                         f"at batch size {table.batch_size})")
         methods.remove(ADAPT)
     for k in s.ks:
@@ -413,11 +410,6 @@ def protocol_c(ev: Evaluation, table: LabelTable, cache: GraphCache, s: Settings
 
 
 # --- driver ------------------------------------------------------------------------------------
-def spaces_of(table: LabelTable) -> str:
-    """The spaces of a table's networks, ``+``-joined (``nb201``; ``fbnet+zoo``...)."""
-    return "+".join(sorted({space_of(spec) for spec in table.specs}))
-
-
 def _by(tables: Iterable[LabelTable], key: Callable[[LabelTable], object]) -> dict:
     groups: dict = {}
     for t in tables:
@@ -447,31 +439,27 @@ def evaluate(tables: list[LabelTable], settings: Settings, cache: GraphCache | N
     ev = Evaluation()
     tick = progress.update if progress is not None else (lambda n=1, note="": None)
     adapt = adapt_function() if "b" in s.protocols else None
-    if "a" in s.protocols:
-        start = time.monotonic()
-        for source, group in _by(tables, lambda t: t.source).items():
-            held_out = test_keys((k for t in group for k in cache.split_keys(t)), s.test_fraction, s.seed)
+    for source, group in _by(tables, lambda t: t.source).items():
+        held_out = test_keys((k for t in group for k in cache.split_keys(t)), s.test_fraction, s.seed)
+        if "a" in s.protocols:
+            start = time.monotonic()
             for table in group:
                 protocol_a(ev, table, cache, held_out, s)
                 tick(1, f"a {table.name}")
-            ev.graphs_built = cache.built
-            cache.clear()
-        ev.seconds["a"] = time.monotonic() - start
-    if "b" in s.protocols:
-        start = time.monotonic()
-        for space, group in _by(tables, spaces_of).items():
-            held_out = test_keys((k for t in group for k in cache.split_keys(t)), s.test_fraction, s.seed)
+            ev.seconds["a"] = ev.seconds.get("a", 0.0) + time.monotonic() - start
+        if "b" in s.protocols:
+            start = time.monotonic()
             bases = fit_bases(ev, group, cache, held_out, s) if adapt is not None else {}
-            tick(len(group), f"b bases {space}")
+            tick(len(group), f"b bases {source}")
             backbones: dict = {}
             for table in group:
                 protocol_b(ev, table, group, bases, cache, held_out, s, adapt)
                 if s.fewshot:
                     protocol_b_multidevice(ev, table, group, cache, held_out, s, backbones)
                 tick(1, f"b {table.name}")
-            ev.graphs_built = cache.built
-            cache.clear()
-        ev.seconds["b"] = time.monotonic() - start
+            ev.seconds["b"] = ev.seconds.get("b", 0.0) + time.monotonic() - start
+        ev.graphs_built = cache.built
+        cache.clear()
     if "c" in s.protocols:
         start = time.monotonic()
         for _, same_batch in sorted(_by(tables, lambda t: t.batch_size).items()):
