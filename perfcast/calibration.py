@@ -46,7 +46,7 @@ Profiling time
     one core of the development machine while the other core ran a measuring job; all 36 were
     measured, and their latencies differed from the local dataset's by a median factor of 1.001
     (10th-90th percentile 0.95-1.07). Networks are measured in chunks of
-    :data:`CHUNK` (one profiling run each; the drift reference's level of the first chunk is kept
+    :data:`CHUNK` (one profiling run each; the drift references' levels of the first chunk are kept
     for the later ones); with ``budget_minutes`` no new chunk starts when the time spent so far
     plus the expected time of that chunk would exceed the budget (the first chunk always runs).
 """

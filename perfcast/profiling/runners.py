@@ -121,7 +121,7 @@ class Runner(ABC):
         ...
 
     def reference_runner(self) -> "Runner":
-        """The runner that times the drift reference network (an ONNX file)."""
+        """The runner that times the drift reference networks (ONNX files)."""
         return self
 
     @property

@@ -150,8 +150,9 @@ class Measurement(Base):
 
     ``status`` is ``ok``, ``failed`` or ``timeout``; a run that is not ``ok`` keeps
     ``error_kind`` and ``error_message`` and has no latency. ``reference_ratio`` is
-    the median latency divided by that of the fixed reference model timed in
-    alternating blocks in the same workers (the drift-corrected value).
+    the median latency divided by the adjacent level of the fixed reference models
+    timed in alternating blocks in the same workers (the drift-corrected value;
+    :mod:`perfcast.profiling.stats`).
     ``source`` is ``profiler`` or ``import:<dataset>``.
     """
 
