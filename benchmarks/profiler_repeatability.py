@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> None:
             failed = [(networks[i][0], r.error_kind, r.error_message) for i, r in enumerate(res) if not r.ok]
             env = res[0].environment
             print(f"{label}: {elapsed:7.1f} s, {3600 * len(paths) / elapsed:6.0f} networks/hour, "
-                  f"reference baselines {env['reference_baseline_ms']:.4f} / {env['memory_reference_baseline_ms']:.4f} ms, "
-                  f"failed {len(failed)}, "
+                  f"reference baselines {env['reference_baseline_ms']:.4f} / "
+                  f"{env['memory_reference_baseline_ms']:.4f} ms, failed {len(failed)}, "
                   f"load average {env['load_average_before'][0]:.2f} -> {env['load_average_after'][0]:.2f}")
             for f in failed:
                 print(f"   failed: {f}")

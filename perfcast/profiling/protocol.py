@@ -355,8 +355,9 @@ def profile(models: list[str | os.PathLike], runtime: str = "ort-cpu", threads: 
 
     ``time_budget_s`` is the timed time per model per worker; ``timeout_s`` the time
     limit of one model in one process; ``reference_baseline_ms`` and
-    ``memory_reference_baseline_ms`` fix the drift baselines (those of an earlier run). Other keywords set fields of :class:`Settings`
-    (``rounds``, ``cv_threshold``, ``max_extra_workers``, ``min_runs``...).
+    ``memory_reference_baseline_ms`` fix the drift baselines (those of an earlier run).
+    Other keywords set fields of :class:`Settings` (``rounds``, ``cv_threshold``,
+    ``max_extra_workers``, ``min_runs``, ``reference_weight``...).
     ``progress(done, total, note)`` is called after every model step. Returns one
     :class:`Measurement` per model, in order. A single model the runtime cannot load
     raises :class:`UsageError` (unless ``single_model_errors`` is false); in a batch it is
