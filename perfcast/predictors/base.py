@@ -35,16 +35,20 @@ standard deviation (floored at ``DOMAIN_MIN_SCALE``, so a column constant in tra
 input resolution, still separates a graph that differs in it by more than about 10%). A graph is
 out of domain when its mean distance to its ``DOMAIN_K`` nearest training graphs exceeds the 99th
 percentile of the same distance among training graphs (leave-one-out), unless its features equal
-those of a training graph (an architecture already seen is in domain).
+those of a training graph (an architecture already seen is in domain). A graph built from a spec
+string of a space (its family) that none of the training graphs came from is out of domain
+whatever its distance, when the training graphs had families at all: a new space is a new family.
 
-Out-of-domain intervals are calibrated on extrapolation: the training graphs are cut into
-``CONFORMAL_FOLDS`` clusters of the standardised domain features (k-means, seeded), each cluster is
-predicted by a model fitted on the others, and the residuals of the held-out graphs that the others'
-domain check calls out of domain form a second residual set (all held-out residuals when fewer than
-``OOD_MIN_RESIDUALS`` are out of domain; none below ``OOD_MIN_ROWS`` labelled graphs). An
-out-of-domain prediction gets the larger of that set's conformal quantile and ``OOD_WIDENING``
-times the in-domain ``q``. Leaving out a cluster imitates a network unlike the training set (a new
-family, a new space), which random folds never do.
+Out-of-domain intervals are calibrated on extrapolation: the training graphs are cut into at most
+``CONFORMAL_FOLDS`` groups, each group is predicted by a model fitted on the others, and the
+residuals of the held-out graphs that the others' domain check calls out of domain form a second
+residual set (all held-out residuals when fewer than ``OOD_MIN_RESIDUALS`` are out of domain; none
+below ``OOD_MIN_ROWS`` labelled graphs). The groups are whole families (the space of each graph's
+spec string) when the training graphs come from two or more, so the set measures the error on a
+family the model has never seen; otherwise k-means clusters of the standardised domain features
+(seeded), which imitate a network unlike the rest, as random folds never do. An out-of-domain
+prediction gets the larger of that set's conformal quantile and the in-domain ``q``; with no such
+set (too few graphs), ``OOD_WIDENING`` times the in-domain ``q``.
 
 On disk a predictor is a directory: ``predictor.json`` (format, version, name, parameters,
 targets) and ``arrays.safetensors`` (every learned array). A model may also hold text values
@@ -58,6 +62,7 @@ import inspect
 import json
 import math
 import os
+import zlib
 from pathlib import Path
 from typing import Callable, ClassVar, Mapping, Sequence
 
@@ -261,7 +266,8 @@ def fit_domain(stats: Sequence[GraphStats]) -> dict[str, np.ndarray]:
         threshold = np.percentile(_neighbour_distances(zs, zs, DOMAIN_K, True).mean(axis=1), DOMAIN_PERCENTILE)
     else:
         threshold = 0.0
-    return {"mean": mean, "scale": scale, "train": zs, "threshold": np.array([threshold])}
+    return {"mean": mean, "scale": scale, "train": zs, "threshold": np.array([threshold]),
+            "families": family_codes(stats)}
 
 
 def random_splits(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -297,15 +303,61 @@ def cluster_labels(z: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     return labels
 
 
+def graph_family(stats: GraphStats) -> str | None:
+    """A graph's family: the space of the spec string it was built from (the prefix before
+    ``:``), or None when it was not built from a spec (an ONNX file, a module) or is no longer in
+    memory."""
+    graph = stats.graph
+    if graph is None or graph.source_format != "spec" or ":" not in graph.name:
+        return None
+    return graph.name.split(":", 1)[0]
+
+
+def graph_families(stats: Sequence[GraphStats]) -> np.ndarray | None:
+    """Every graph's family, or None when any graph has none (:func:`graph_family`)."""
+    families = [graph_family(s) for s in stats]
+    return None if any(f is None for f in families) else np.array(families)
+
+
+def family_codes(stats: Sequence[GraphStats]) -> np.ndarray:
+    """The sorted distinct CRC-32 codes of the graphs' known families (how a domain stores them
+    among its arrays)."""
+    return np.unique(np.array([zlib.crc32(f.encode()) for f in map(graph_family, stats) if f is not None],
+                              dtype=np.int64))
+
+
+def family_folds(families: np.ndarray, k: int) -> np.ndarray:
+    """Fold labels that keep every family whole: families by decreasing size, each into the
+    fold with the fewest graphs so far, at most ``k`` folds (ties by name, so the cut is fixed)."""
+    names, counts = np.unique(families, return_counts=True)
+    sizes = np.zeros(min(k, names.size), int)
+    fold_of = {}
+    for i in sorted(range(names.size), key=lambda i: (-counts[i], names[i])):
+        f = int(np.argmin(sizes))
+        fold_of[names[i]] = f
+        sizes[f] += counts[i]
+    return np.array([fold_of[f] for f in families])
+
+
+def extrapolation_labels(stats: Sequence[GraphStats]) -> np.ndarray:
+    """The groups that are left out in turn to calibrate out-of-domain intervals: whole families
+    (:func:`family_folds`) when the graphs come from at least two, else k-means clusters of the
+    standardised domain features."""
+    families = graph_families(stats)
+    if families is not None and np.unique(families).size > 1:
+        return family_folds(families, CONFORMAL_FOLDS)
+    z = domain_features(stats)
+    return cluster_labels((z - z.mean(axis=0)) / np.maximum(z.std(axis=0), DOMAIN_MIN_SCALE), CONFORMAL_FOLDS)
+
+
 def cluster_splits(stats: Sequence[GraphStats]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``(held, rest, outside)`` per cluster of the graphs' domain features (see the module text):
+    """``(held, rest, outside)`` per group of :func:`extrapolation_labels` (see the module text):
     the held-out indices, the others, and per held-out graph whether the others' domain check
-    calls it out of domain. Empty below ``OOD_MIN_ROWS`` graphs or with one cluster."""
+    calls it out of domain. Empty below ``OOD_MIN_ROWS`` graphs or with one group."""
     n = len(stats)
     if n < OOD_MIN_ROWS:
         return []
-    z = domain_features(stats)
-    labels = cluster_labels((z - z.mean(axis=0)) / np.maximum(z.std(axis=0), DOMAIN_MIN_SCALE), CONFORMAL_FOLDS)
+    labels = extrapolation_labels(stats)
     groups = np.unique(labels)
     splits = []
     for g in groups if groups.size > 1 else []:
@@ -328,13 +380,22 @@ def extend_domain(domain: Mapping[str, np.ndarray], stats: Sequence[GraphStats])
     """A copy of ``domain`` with ``stats`` added to its reference set (same standardisation)."""
     out = {k: np.array(v, copy=True) for k, v in domain.items()}
     out["train"] = np.vstack([out["train"], (domain_features(stats) - out["mean"]) / out["scale"]])
+    out["families"] = np.union1d(domain.get("families", np.zeros(0, np.int64)), family_codes(stats)).astype(np.int64)
     return out
 
 
 def in_domain_mask(domain: Mapping[str, np.ndarray], stats: Sequence[GraphStats]) -> np.ndarray:
+    """True where a graph is near the training graphs (the distance check of the module text)
+    and is not of a family that the training graphs, which know theirs, never included."""
     zs = (domain_features(stats) - domain["mean"]) / domain["scale"]
     near = _neighbour_distances(zs, domain["train"], DOMAIN_K, False)
-    return (near.mean(axis=1) <= float(domain["threshold"][0])) | (near[:, 0] <= SAME_FEATURES)
+    inside = (near.mean(axis=1) <= float(domain["threshold"][0])) | (near[:, 0] <= SAME_FEATURES)
+    known = domain.get("families")
+    if known is not None and known.size:
+        families = [graph_family(s) for s in stats]
+        unseen = np.array([f is not None and zlib.crc32(f.encode()) not in known for f in families], dtype=bool)
+        inside &= ~unseen
+    return inside
 
 
 # --- the interface -----------------------------------------------------------------------------
@@ -466,7 +527,7 @@ class Predictor(Parameters):
         for target, p in pred.items():
             q_in = conformal_quantile(self.residuals_[target], alpha)
             ood = self.ood_residuals_.get(target)
-            q_out = max(OOD_WIDENING * q_in, conformal_quantile(ood, alpha) if ood is not None and ood.size else 0.0)
+            q_out = max(q_in, conformal_quantile(ood, alpha)) if ood is not None and ood.size else OOD_WIDENING * q_in
             q = np.where(inside, q_in, q_out)
             out[target] = (p * np.maximum(1.0 - q, 0.0), p * (1.0 + q))
         return pred, out, inside

@@ -177,7 +177,8 @@ class GradientBoostedTrees(Predictor):
         self._check_params()
         graphs = _check_graphs(graphs)
         labels = _check_targets(targets, len(graphs))
-        rows = np.vstack([graph_stats(g).row for g in graphs])
+        stats = [graph_stats(g) for g in graphs]
+        rows = np.vstack([st.row for st in stats])
         for target, y in labels.items():
             keep = ~np.isnan(y)
             old = self.models_.get(target, {"train_rows": np.zeros((0, rows.shape[1])), "train_y": np.zeros(0)})
@@ -185,6 +186,6 @@ class GradientBoostedTrees(Predictor):
             all_y = np.r_[old["train_y"], y[keep]]
             self._learn_target(target, _stats_of_rows(all_rows), all_y)
         self.targets_ = [t for t in TARGETS if t in self.models_]
-        self.domain_ = extend_domain(self.domain_, _stats_of_rows(rows))
+        self.domain_ = extend_domain(self.domain_, stats)
         self.n_train_ += len(graphs)
         return self

@@ -106,11 +106,13 @@ def build_spec(spec: str, batch_size: int = 1) -> Graph:
     if not body:
         raise SpecError(spec, f"empty body after '{prefix}:'")
     try:
-        return space.build(body, options, batch_size)
+        graph = space.build(body, options, batch_size)
     except SpecError as exc:
         if exc.subject == spec:
             raise
         raise SpecError(spec, exc.problem) from None
+    graph.name = spec  # a graph built from a spec is named by it (its space is the prefix)
+    return graph
 
 
 def option(options: dict[str, str], key: str, kind: type, default, lo=None, hi=None, spec: str = ""):
