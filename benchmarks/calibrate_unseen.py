@@ -17,7 +17,8 @@ no zoo entry of perfcast (random weights, batch 1, exported to ONNX by perfcast'
 
 Each network is measured by the profiler (drift-corrected median latency, the same protocol as
 calibrate) and predicted with ``--device DEV.json``. Printed: the share of networks whose
-prediction is within +-10 % and +-20 % of the measurement, the MAPE, and the table per network.
+prediction is within +-10 % and +-20 % of the measurement, the MAPE, the share of measurements
+inside the prediction's 90 % interval, and the table per network.
 
     taskset -c 0 .venv/bin/python benchmarks/calibrate_unseen.py [--device DEV.json] [--limit N]
 
@@ -468,17 +469,23 @@ def calibrated_device(args, folder: Path) -> str:
 
 
 def report(names: list[str], macs: list[int], measured: np.ndarray, predicted: np.ndarray,
-           in_domain: list[bool]) -> str:
+           intervals: np.ndarray, in_domain: list[bool]) -> str:
+    """The per-network table and the summary line; ``intervals`` holds each prediction's 90 %
+    interval (lo, hi) in ms."""
     ok = ~np.isnan(measured)
     err = (predicted[ok] - measured[ok]) / measured[ok]
+    inside = (intervals[:, 0] <= measured) & (measured <= intervals[:, 1])
     rows = [[n, f"{m / 1e6:.1f}", f"{y:.3f}" if y == y else "failed", f"{p:.3f}",
-             f"{100 * (p - y) / y:+.1f}%" if y == y else "-", "yes" if d else "no"]
-            for n, m, y, p, d in zip(names, macs, measured, predicted, in_domain)]
-    lines = [table(["network", "MMACs", "measured ms", "predicted ms", "error", "in domain"], rows, "lrrrrl"), ""]
+             f"{lo:.3f}-{hi:.3f}", f"{100 * (p - y) / y:+.1f}%" if y == y else "-",
+             ("yes" if c else "no") if y == y else "-", "yes" if d else "no"]
+            for n, m, y, p, (lo, hi), c, d in zip(names, macs, measured, predicted, intervals, inside, in_domain)]
+    lines = [table(["network", "MMACs", "measured ms", "predicted ms", "90% interval", "error", "inside",
+                    "in domain"], rows, "lrrrrrll"), ""]
     if err.size:
         lines.append(f"{err.size} networks measured: within +-10% {100 * np.mean(np.abs(err) <= 0.1):.0f}%, "
                      f"within +-20% {100 * np.mean(np.abs(err) <= 0.2):.0f}%, MAPE {100 * np.mean(np.abs(err)):.1f}%, "
-                     f"median APE {100 * np.median(np.abs(err)):.1f}%")
+                     f"median APE {100 * np.median(np.abs(err)):.1f}%, inside the 90% interval "
+                     f"{100 * np.mean(inside[ok]):.0f}%")
     return "\n".join(lines)
 
 
@@ -504,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.monotonic() - start
     measured = np.array([m.latency_ms["median"] if m.ok else np.nan for m in measurements])
     predicted = np.array([r["latency_ms"] for r in rows])
-    print(report([n for n, _, _ in nets], macs, measured, predicted, [r["in_domain"] for r in rows]))
+    intervals = np.array([r["latency_ms_interval"] for r in rows], dtype=float)
+    print(report([n for n, _, _ in nets], macs, measured, predicted, intervals, [r["in_domain"] for r in rows]))
     print(f"device {rows[0]['device']}; profiling took {seconds:.0f} s")
     return 0
 

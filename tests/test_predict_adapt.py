@@ -79,7 +79,7 @@ def test_predict_energy_device_and_far_network():
     assert near["energy_mj"] > 0 and near["memory_bytes"] is None
     assert near["in_domain"] is True and far["in_domain"] is False
     width = [(r["latency_ms_interval"][1] - r["latency_ms"]) / r["latency_ms"] for r in (near, far)]
-    assert width[1] == pytest.approx(2 * width[0])  # out of domain, intervals are twice as wide
+    assert width[1] == pytest.approx(2 * width[0])  # out of domain (one space in training), twice as wide
 
 
 def test_bulk_predict_matches_single(run_cli, tmp_path):

@@ -47,8 +47,11 @@ below ``OOD_MIN_ROWS`` labelled graphs). The groups are whole families (the spac
 spec string) when the training graphs come from two or more, so the set measures the error on a
 family the model has never seen; otherwise k-means clusters of the standardised domain features
 (seeded), which imitate a network unlike the rest, as random folds never do. An out-of-domain
-prediction gets the larger of that set's conformal quantile and the in-domain ``q``; with no such
-set (too few graphs), ``OOD_WIDENING`` times the in-domain ``q``.
+prediction gets the larger of that set's conformal quantile and the in-domain ``q``, or of
+``OOD_WIDENING`` times the in-domain ``q`` when the training graphs came from fewer than two
+families: clusters of one space are nearer each other than a new family is to them, so their
+set alone would understate the error there. With no such set (too few graphs), ``OOD_WIDENING``
+times the in-domain ``q``.
 
 On disk a predictor is a directory: ``predictor.json`` (format, version, name, parameters,
 targets) and ``arrays.safetensors`` (every learned array). A model may also hold text values
@@ -523,11 +526,13 @@ class Predictor(Parameters):
             raise UsageError("alpha", f"must be in (0, 1), not {alpha!r}")
         pred = self.predict(graphs)
         inside = self.in_domain(graphs)
+        widening = 1.0 if self.domain_.get("families", np.zeros(0)).size > 1 else OOD_WIDENING
         out = {}
         for target, p in pred.items():
             q_in = conformal_quantile(self.residuals_[target], alpha)
             ood = self.ood_residuals_.get(target)
-            q_out = max(q_in, conformal_quantile(ood, alpha)) if ood is not None and ood.size else OOD_WIDENING * q_in
+            q_out = (max(widening * q_in, conformal_quantile(ood, alpha)) if ood is not None and ood.size
+                     else OOD_WIDENING * q_in)
             q = np.where(inside, q_in, q_out)
             out[target] = (p * np.maximum(1.0 - q, 0.0), p * (1.0 + q))
         return pred, out, inside
