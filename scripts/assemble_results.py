@@ -1,13 +1,17 @@
-"""Assemble docs/results.md from the reports that scripts/make_results.sh writes (plots copied to
-docs/results/). Usage: python scripts/assemble_results.py OUT_DIR"""
+"""Assemble docs/results.md from the evaluations that scripts/make_results.sh writes (each report
+rendered again from its metrics.json; plots copied to docs/results/).
+Usage: python scripts/assemble_results.py OUT_DIR"""
 
 import json
 import pathlib
 import re
 import sys
 
+from perfcast.evaluation.report import render_metrics
+
 PARTS = {
     "nb201-cifar10": "HW-NAS-Bench NAS-Bench-201, CIFAR-10 networks (protocol a)",
+    "nb201-graph": "HW-NAS-Bench NAS-Bench-201, CIFAR-10 networks: graph-learning and multi-device methods (protocol a)",
     "shared": "All public data: new devices from k samples (protocol b)",
     "shared-c": "All public data: leave one space out (protocol c)",
     "fewshot": "All public data: multi-device few-shot methods (protocol b)",
@@ -40,13 +44,13 @@ def main(out: pathlib.Path) -> None:
             "Latency in ms, energy in mJ, memory in bytes; MAPE in percent; Spearman and Kendall over distinct",
             "networks; 'cover 90%' is the share of test labels inside the 90% conformal intervals."]
     for name, title in PARTS.items():
-        path = out / name / "report.md"
+        path = out / name / "metrics.json"
         if not path.is_file():
             continue
         for png in (out / name).glob("*.png"):
             (plots / f"{name}-{png.name}").write_bytes(png.read_bytes())
         report = [re.sub(r"\(([^)/]+\.png)\)", rf"(results/{name}-\1)", line).replace(str(out), "OUT")
-                  for line in path.read_text(encoding="utf-8").splitlines()]
+                  for line in render_metrics(out / name / "metrics.json").splitlines()]
         text += ["", f"## {title}", ""]
         text += [("#" + line) if line.startswith("#") else line for line in report[1:]]
     text += training_section(out / "training.json", out)

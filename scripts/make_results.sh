@@ -2,7 +2,9 @@
 # Accuracy results of the predictors, written to docs/results.md (and the full reports with their
 # metrics.json, predictions and PNG plots to OUT_DIR, default results/):
 #   0. the shipped devices trained again into OUT_DIR/shipped, timed (identical to the committed files);
-#   1. HW-NAS-Bench NB201 on CIFAR-10, protocol a (train sizes 100 / 900 / all) for every method;
+#   1. HW-NAS-Bench NB201 on CIFAR-10, protocol a (train sizes 100 / 900 / all) for the classic
+#      methods, and at 900 training networks (the size the goals name) for the graph-learning and
+#      multi-device methods (G_METHODS: each fit trains a network, times 11 with the conformal folds);
 #   2. the whole shared data, protocol b (a new device from k = 5, 10, 20 samples, with `adapt`), for
 #      the methods that fit in seconds (B_METHODS: SPORE's cross-validated LASSO and Halide's network
 #      take minutes per fit, times 9 draws per device), and protocol c without the lookup table
@@ -10,18 +12,21 @@
 #   3. the multi-device few-shot methods on protocol b (FLOPs as the single-device reference);
 #   4. the local dataset (data/local-ort-cpu), protocols a and c (leave one space out), L_METHODS.
 # Usage: scripts/make_results.sh [OUT_DIR]. One core is enough; it takes a few hours on one core.
-# METHODS, B_METHODS and L_METHODS override the lists of methods.
+# METHODS, B_METHODS, L_METHODS and G_METHODS override the lists of methods.
 set -euo pipefail
 OUT="${1:-results}"
 METHODS="${METHODS:-flops,paleo,lut,gbt,spore,kernel,opwise,halide}"
 B_METHODS="${B_METHODS:-flops,paleo,lut,gbt,kernel,opwise}"
 L_METHODS="${L_METHODS:-flops,paleo,gbt,kernel,opwise}"
+G_METHODS="${G_METHODS:-cs230,lstm_gbm,brpnas,tpu_cost,perfsage,nnlqp,hwfeat,help,fewshot}"
 PERFCAST="${PERFCAST:-perfcast}"
 PYTHON="${PYTHON:-python3}"
 mkdir -p "$OUT"
 "$PYTHON" "$(dirname "$0")/train_shipped.py" --out "$OUT/shipped" --timings "$OUT/training.json"
 "$PERFCAST" evaluate --data shared --sources hwnasbench_nb201 --where dataset=cifar10 --protocol a \
     --max-rows 4000 --methods "$METHODS" --out "$OUT/nb201-cifar10"
+"$PERFCAST" evaluate --data shared --sources hwnasbench_nb201 --where dataset=cifar10 --protocol a \
+    --max-rows 4000 --train-sizes 900 --methods "$G_METHODS" --out "$OUT/nb201-graph"
 "$PERFCAST" evaluate --data shared --protocol b --max-rows 1500 --methods "$B_METHODS" --out "$OUT/shared"
 "$PERFCAST" evaluate --data shared --protocol c --max-rows 1500 --methods "$L_METHODS" --out "$OUT/shared-c"
 "$PERFCAST" evaluate --data shared --protocol b --max-rows 1500 --methods flops \

@@ -184,6 +184,17 @@ def test_cli_writes_report_metrics_predictions_and_plots(run_cli, tmp_path):
     for name in doc["plots"]:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({name})" in text
+    # the pooled coverage weighs each record by its test labels; the report renders again from metrics.json
+    section = text.split("### Coverage of the 90% intervals, pooled over devices and settings")[1].split("##")[0]
+    header = section.strip().splitlines()[0]
+    for method in ("flops", "paleo"):
+        row = next(line for line in section.splitlines() if line.startswith(f"| {method} |"))
+        cells = dict(zip((c.strip() for c in header.split("|")), (c.strip() for c in row.split("|"))))
+        for target in ("latency_ms", "energy_mj"):
+            mine = [r for r in recs if r["method"] == method and r["target"] == target]
+            pooled = sum(r["coverage"] * r["n"] for r in mine) / sum(r["n"] for r in mine)
+            assert cells[f"{target}, measured"] == f"{100 * pooled:.1f}% of {sum(r['n'] for r in mine)}"
+    assert report.render_metrics(out / "metrics.json") == text
 
 
 def test_protocol_c_on_local_data_leaves_each_space_out(tmp_path):

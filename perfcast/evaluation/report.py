@@ -106,6 +106,24 @@ def summary_headers(records: list[dict], protocol: str) -> list[str]:
     return headers
 
 
+def coverage_table(records: list[dict]) -> str:
+    """Per method (rows) and target and kind of device (columns), the share of every test label of
+    the records (one protocol) inside its 90 % interval, pooled over device settings and setting
+    values: each record weighs by its number of test labels."""
+    columns = [(t, k) for t in _ordered(r["target"] for r in records) for k in ("measured", "estimated")
+               if any(r["target"] == t and r["kind"] == k for r in records)]
+    rows = []
+    for method in _methods_in(records):
+        row = [method]
+        for target, kind in columns:
+            sel = [r for r in records if r["method"] == method and r["target"] == target and r["kind"] == kind
+                   and r.get("coverage") is not None and not math.isnan(r["coverage"])]
+            n = sum(r["n"] for r in sel)
+            row.append(f"{100 * sum(r['coverage'] * r['n'] for r in sel) / n:.1f}% of {n}" if n else "-")
+        rows.append(row)
+    return _table(["method"] + [f"{t}, {k}" for t, k in columns], rows)
+
+
 def detail_rows(records: list[dict]) -> list[list[str]]:
     rows = []
     for r in sorted(records, key=lambda r: (r["source"], r["device"], r["target"], _setting_of(r), r["method"])):
@@ -140,6 +158,8 @@ def render_markdown(ev: Evaluation, command: str, date: str, data: str, settings
                     continue
                 lines += [f"### {target}, {kind} devices", "",
                           _table(summary_headers(sel, protocol), summary_rows(sel, _methods_in(sel))), ""]
+        lines += ["### Coverage of the 90% intervals, pooled over devices and settings", "",
+                  coverage_table(recs), ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
     lines += ["## Per-device details", ""]
@@ -308,6 +328,15 @@ def write_plots(ev: Evaluation, out: Path) -> list[str]:
         _error_vs_macs(sets, f"{title}, relative error vs MACs", out / f"{stem}_error_vs_macs.png")
         written += [f"{stem}_scatter.png", f"{stem}_error_vs_macs.png"]
     return written
+
+
+def render_metrics(path: str | Path) -> str:
+    """report.md rendered again from a metrics.json that :func:`write_report` wrote."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    records = [{k: (math.nan if v is None else v) for k, v in r.items()} for r in doc["records"]]
+    ev = Evaluation(records=records, notes=list(doc["notes"]), seconds=dict(doc["seconds"]),
+                    graphs_built=int(doc["graphs_built"]))
+    return render_markdown(ev, doc["command"], doc["date"], doc["data"], doc["settings"], doc["plots"])
 
 
 def write_report(ev: Evaluation, out_dir: str | Path, command: str, date: str, data: str, settings: dict) -> Path:
