@@ -11,7 +11,7 @@ from perfcast.evaluation.report import render_metrics
 
 PARTS = {
     "nb201-cifar10": "HW-NAS-Bench NAS-Bench-201, CIFAR-10 networks (protocol a)",
-    "nb201-graph": "HW-NAS-Bench NAS-Bench-201, CIFAR-10 networks: graph-learning and multi-device methods (protocol a)",
+    "nb201-graph": "HW-NAS-Bench NAS-Bench-201, CIFAR-10 networks: graph-learning methods (protocol a)",
     "shared": "All public data: new devices from k samples (protocol b)",
     "shared-c": "All public data: leave one space out (protocol c)",
     "fewshot": "All public data: multi-device few-shot methods (protocol b)",

@@ -3,8 +3,9 @@
 # metrics.json, predictions and PNG plots to OUT_DIR, default results/):
 #   0. the shipped devices trained again into OUT_DIR/shipped, timed (identical to the committed files);
 #   1. HW-NAS-Bench NB201 on CIFAR-10, protocol a (train sizes 100 / 900 / all) for the classic
-#      methods, and at 900 training networks (the size the goals name) for the graph-learning and
-#      multi-device methods (G_METHODS: each fit trains a network, times 11 with the conformal folds);
+#      methods, and at 900 training networks (the size the goals name) for the graph-learning
+#      methods (G_METHODS: each fit trains a network, times 11 with the conformal folds; the
+#      multi-device methods need other devices, so protocol b is theirs);
 #   2. the whole shared data, protocol b (a new device from k = 5, 10, 20 samples, with `adapt`), for
 #      the methods that fit in seconds (B_METHODS: SPORE's cross-validated LASSO and Halide's network
 #      take minutes per fit, times 9 draws per device), and protocol c without the lookup table
@@ -18,7 +19,7 @@ OUT="${1:-results}"
 METHODS="${METHODS:-flops,paleo,lut,gbt,spore,kernel,opwise,halide}"
 B_METHODS="${B_METHODS:-flops,paleo,lut,gbt,kernel,opwise}"
 L_METHODS="${L_METHODS:-flops,paleo,gbt,kernel,opwise}"
-G_METHODS="${G_METHODS:-cs230,lstm_gbm,brpnas,tpu_cost,perfsage,nnlqp,hwfeat,help,fewshot}"
+G_METHODS="${G_METHODS:-cs230,lstm_gbm,brpnas,tpu_cost,perfsage}"
 PERFCAST="${PERFCAST:-perfcast}"
 PYTHON="${PYTHON:-python3}"
 mkdir -p "$OUT"

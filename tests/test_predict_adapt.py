@@ -170,6 +170,29 @@ def test_transfer_recovers_a_power_law():
     np.testing.assert_allclose(energy.predict(graphs[6:])["energy_mj"], 2 * y[6:], rtol=1e-9)
 
 
+def test_transfer_extrapolates_with_its_bases_error():
+    """A few measurements show the map's error, not the base's error on networks unlike its
+    training set: out of domain, the transfer keeps the base's extrapolation residuals when they
+    are the wider. Planted: the base (FLOPs-linear) learns nb201 and fbnet networks whose costs per
+    MAC differ twofold, so leaving a space out errs by 50-100 %; the new device's networks follow
+    the base exactly."""
+    from perfcast.predictors.base import conformal_quantile
+
+    graphs = [api.load(s) for s in sample_specs("nb201", 40, 4) + sample_specs("fbnet", 40, 4)]
+    macs = graph_features(graphs).column("macs")
+    base = get_predictor("flops").fit(graphs, {"latency_ms": 1e-9 * macs * np.r_[np.ones(40), 2.0 * np.ones(40)]})
+    wide = conformal_quantile(base.ood_residuals_["latency_ms"], 0.1)
+    y = 1.5 * base.predict(graphs)["latency_ms"]
+    rows = list(range(0, 80, 8))
+    pred = get_predictor("transfer").fit([graphs[i] for i in rows], {"latency_ms": y[rows]}, bases=[base])
+    np.testing.assert_array_equal(pred.ood_residuals_["latency_ms"], base.ood_residuals_["latency_ms"])
+    far = api.load(sample_specs("ofa", 1, 0)[0])
+    points, intervals, inside = pred.predict_full([far])
+    assert inside.tolist() == [False] and wide > 0.5
+    half = intervals["latency_ms"][1][0] / points["latency_ms"][0] - 1.0
+    assert half == pytest.approx(max(wide, conformal_quantile(pred.residuals_["latency_ms"], 0.1)))
+
+
 def test_transfer_stacks_bases_in_log_space():
     graphs = [api.load(s) for s in sample_specs("nb201", 40, 4)]
     ft = graph_features(graphs)

@@ -33,7 +33,8 @@ The chosen bases' models are stored inside the transfer model (their registered 
 as JSON text, and learned arrays and texts under ``b<j>:model:<key>``), so a saved transfer
 predictor loads with :meth:`Predictor.load` alone. Its domain is the domain of the base chosen for
 the first target, extended by the measured networks. Conformal residuals come from leave-one-out
-refits (selection included) up to :data:`LOO_MAX_ROWS` rows, k-fold beyond.
+refits (selection included) up to :data:`LOO_MAX_ROWS` rows, k-fold beyond; out of domain, the
+widest of its own extrapolation residuals and those of the bases its map reads.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from perfcast.errors import UsageError
 from perfcast.ir.graph import Graph
 from perfcast.predictors.base import (
     Predictor,
+    conformal_quantile,
     domain_features,
     extend_domain,
     get_predictor,
@@ -218,7 +220,18 @@ class TransferPredictor(Predictor):
         index = int(first["base_index"][0])
         if index >= 0:
             self._extend_domain(checked[index], graphs)
+        self._inherit_extrapolation(checked)
         return self
+
+    def _inherit_extrapolation(self, bases: Sequence[Predictor]) -> None:
+        """Per target, keep as out-of-domain residual set the widest (at 90 %) of its own and those
+        of the bases its map reads: a network unlike every measured one is predicted through the
+        bases' extrapolation, whose error the few measured networks cannot show."""
+        for target, pairs in self.chosen_bases().items():
+            sets = [self.ood_residuals_.get(target, np.zeros(0))]
+            sets += [bases[i].ood_residuals_.get(t, np.zeros(0)) for i, t in pairs if i >= 0]
+            self.ood_residuals_[target] = max(
+                sets, key=lambda r: conformal_quantile(np.sort(r), 0.1) if r.size else 0.0)
 
     def _extend_domain(self, base: Predictor, graphs: Sequence[Graph]) -> None:
         self.domain_ = extend_domain(base.domain_, [graph_stats(g) for g in graphs])
