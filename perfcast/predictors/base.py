@@ -322,11 +322,14 @@ def graph_families(stats: Sequence[GraphStats]) -> np.ndarray | None:
     return None if any(f is None for f in families) else np.array(families)
 
 
+def family_code(family: str) -> int:
+    """The CRC-32 code of a family name (how a domain stores its families among its arrays)."""
+    return zlib.crc32(family.encode())
+
+
 def family_codes(stats: Sequence[GraphStats]) -> np.ndarray:
-    """The sorted distinct CRC-32 codes of the graphs' known families (how a domain stores them
-    among its arrays)."""
-    return np.unique(np.array([zlib.crc32(f.encode()) for f in map(graph_family, stats) if f is not None],
-                              dtype=np.int64))
+    """The sorted distinct codes of the graphs' known families."""
+    return np.unique(np.array([family_code(f) for f in map(graph_family, stats) if f is not None], dtype=np.int64))
 
 
 def family_folds(families: np.ndarray, k: int) -> np.ndarray:
@@ -396,7 +399,7 @@ def in_domain_mask(domain: Mapping[str, np.ndarray], stats: Sequence[GraphStats]
     known = domain.get("families")
     if known is not None and known.size:
         families = [graph_family(s) for s in stats]
-        unseen = np.array([f is not None and zlib.crc32(f.encode()) not in known for f in families], dtype=bool)
+        unseen = np.array([f is not None and family_code(f) not in known for f in families], dtype=bool)
         inside &= ~unseen
     return inside
 
