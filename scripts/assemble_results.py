@@ -50,7 +50,7 @@ def main(out: pathlib.Path) -> None:
         for png in (out / name).glob("*.png"):
             (plots / f"{name}-{png.name}").write_bytes(png.read_bytes())
         report = [re.sub(r"\(([^)/]+\.png)\)", rf"(results/{name}-\1)", line).replace(str(out), "OUT")
-                  for line in render_metrics(out / name / "metrics.json").splitlines()]
+                  for line in render_metrics(path).splitlines()]
         text += ["", f"## {title}", ""]
         text += [("#" + line) if line.startswith("#") else line for line in report[1:]]
     text += training_section(out / "training.json", out)
