@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 
+from perfcast.analysis.liveness import folded_graph
 from perfcast.api import load
 from perfcast.errors import UsageError
 from perfcast.evaluation.metrics import spearman
@@ -169,3 +170,37 @@ def test_spore_selects_few_terms_and_finds_the_planted_one(graphs, tmp_path):
     assert {t["term"] for t in json.loads(meta["model_text"]["latency_ms"]["terms"])["terms"]} == set(terms)
     with pytest.raises(UsageError, match="degree"):
         get_predictor("spore", degree=0).fit(graphs[:5], {"latency_ms": y[:5]})
+
+
+CUT_OFF = ("nb201:|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+           "nb201:|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|none~0|none~1|none~2|")
+
+
+@pytest.mark.parametrize("folds", [True, False])
+def test_lut_learns_whether_the_device_folds(graphs, folds, tmp_path):
+    """A device that runs the folded graphs (a cut-off network costs nothing) and one that runs
+    every operator: the table learns which from end-to-end labels, and prices both exactly."""
+    pool = graphs + [load(s) for s in CUT_OFF]
+    y = np.array([_lut_latency(folded_graph(g) if folds else g) for g in pool]) + 0.002  # + a launch
+    test = list(range(120, len(pool)))
+    train = list(range(120))
+    lut = get_predictor("lut").fit([pool[i] for i in train], {"latency_ms": y[train]})
+    assert float(lut.models_["latency_ms"]["folded"][0]) == float(folds)
+    pred = lut.predict([pool[i] for i in test])["latency_ms"]
+    assert _mape(pred, y[test]) < 1e-6
+    if folds:
+        assert np.allclose(pred[-2:], 0.002)  # the cut-off networks cost the launch alone
+    again = Predictor.load(lut.save(tmp_path / "lut"))
+    assert np.allclose(again.predict([pool[i] for i in test])["latency_ms"], pred, rtol=1e-12)
+
+
+def test_flops_baseline_on_a_folding_device_predicts_cut_off_networks(graphs):
+    """Labels linear in the MACs that still run after folding: the plain MACs fit collapses on the
+    cut-off networks (relative error), the folded one recovers the line."""
+    pool = graphs + [load(s) for s in CUT_OFF]
+    live = graph_features(pool).column("live_macs")
+    y = 2e-9 * live + 0.01
+    model = get_predictor("flops").fit(pool[:120], {"latency_ms": y[:120]})
+    assert float(model.models_["latency_ms"]["folded"][0]) == 1.0
+    pred = model.predict(pool[120:])["latency_ms"]
+    assert _mape(pred, y[120:]) < 1e-6

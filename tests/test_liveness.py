@@ -2,7 +2,7 @@
 
 from perfcast import api
 from perfcast.analysis import analyze_graph
-from perfcast.analysis.liveness import running_nodes
+from perfcast.analysis.liveness import folded_graph, running_nodes
 from perfcast.ir.builder import GraphBuilder
 from perfcast.predictors.features import COLUMNS, graph_stats
 
@@ -46,3 +46,17 @@ def test_constant_subgraph_folds_and_bias_keeps_zero_from_propagating():
 def test_zoo_networks_run_every_operator():
     g = api.load("zoo:resnet18")
     assert all(running_nodes(g))
+
+
+def test_folded_graph_keeps_what_runs():
+    dead = api.load("nb201:|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    folded = folded_graph(dead)
+    assert len(folded.nodes) == sum(running_nodes(dead)) < len(dead.nodes)
+    assert analyze_graph(folded).macs == STEM_REDUCTION_HEAD_MACS
+    assert folded.name == dead.name and folded.inputs == dead.inputs and folded.outputs == dead.outputs
+    assert all(running_nodes(folded))
+    assert folded_graph(dead) is folded  # cached per graph
+    cut = folded_graph(api.load("nb201:|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
+    assert len(cut.nodes) == 0 and all(cut.tensors[o].constant for o in cut.outputs)
+    full = api.load("zoo:resnet18")
+    assert folded_graph(full) is full

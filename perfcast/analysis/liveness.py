@@ -23,7 +23,9 @@ Networks whose output is cut off from their input (every path multiplies by zero
 
 from __future__ import annotations
 
-from perfcast.ir.graph import Graph, Node
+import weakref
+
+from perfcast.ir.graph import Graph, Node, Tensor
 
 # Zero when every input is zero.
 SUMS = frozenset({"Add", "Sum", "Sub", "Concat", "Max", "Min", "ADD", "SUB", "CONCATENATION", "MAXIMUM", "MINIMUM"})
@@ -85,3 +87,32 @@ def running_nodes(graph: Graph) -> list[bool]:
             runs[k] = True
             needed.update(i for i in node.inputs if i and i not in constant)
     return runs
+
+
+_FOLDED: "weakref.WeakKeyDictionary[Graph, Graph]" = weakref.WeakKeyDictionary()
+
+
+def folded_graph(graph: Graph) -> Graph:
+    """``graph`` as a folding runtime runs it: only the nodes :func:`running_nodes` keeps, and
+    every tensor they read from a dropped node turned into a constant (of the same shape). The
+    graph itself when every node runs. Name, format, inputs and outputs are kept; a network that
+    runs nothing is a graph without nodes whose outputs are constants. Cached per graph object."""
+    hit = _FOLDED.get(graph)
+    if hit is not None:
+        return hit
+    runs = running_nodes(graph)
+    if all(runs):
+        _FOLDED[graph] = graph
+        return graph
+    kept = [n for n, r in zip(graph.nodes, runs) if r]
+    made = {o for n in kept for o in n.outputs if o}
+    tensors = dict(graph.tensors)
+    for name in {i for n in kept for i in n.inputs if i} | set(graph.outputs):
+        t = tensors.get(name)
+        if name not in made and name not in graph.inputs and t is not None and not t.constant:
+            tensors[name] = Tensor.make(t.name, t.shape, t.dtype, True, t.value)
+    used = made | set(graph.inputs) | set(graph.outputs) | {i for n in kept for i in n.inputs if i}
+    out = Graph(kept, {k: v for k, v in tensors.items() if k in used}, graph.inputs, graph.outputs,
+                name=graph.name, source_format=graph.source_format)
+    _FOLDED[graph] = out
+    return out

@@ -15,6 +15,14 @@ shape (:func:`perfcast.profiling.session.kernel_row`: ``kernel_name``, ``op_type
 reach the hook ``_fit_target_profiled(target, stats, y, profiles)``, whose default ignores them
 and calls ``_fit_target``; a method that learns from kernels overrides it.
 
+Folding: some runtimes evaluate constant subgraphs at build time and drop operators whose result
+cannot reach an output (TFLite's converter removes a NAS-Bench-201 cell whose every path multiplies
+by zero, and the network that reads it costs microseconds); others run every operator. A method
+that sums per-operator costs sets ``LEARNS_FOLDING`` and learns per target which kind its device
+is (:func:`device_folds`): when it folds, the method is fitted on, and predicts, the folded graphs
+(:func:`perfcast.analysis.liveness.folded_graph`), and its model stores ``folded = 1``. Targets
+learned from kernel profiles take what folds from the profiles instead.
+
 Error bars are split-conformal with cross-fitting (CV+ simplified to one quantile): the labelled
 graphs of a target are cut into ``CONFORMAL_FOLDS`` folds; each fold is predicted by a model fitted
 on the others, giving out-of-sample RELATIVE residuals ``|y - yhat| / yhat``. For a miscoverage
@@ -71,6 +79,7 @@ from typing import Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from perfcast.analysis.liveness import folded_graph
 from perfcast.errors import ModelLoadError, UsageError
 from perfcast.ir.graph import Graph
 from perfcast.predictors.features import COLUMNS, N_SUMMARY, GraphStats, graph_stats
@@ -157,6 +166,44 @@ def fit_relative_nnls(a: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 # --- validation --------------------------------------------------------------------------------
+# --- folding ---------------------------------------------------------------------------------------
+FOLDING_GAIN = 0.8  # the folded fit's log error must be below this share of the plain fit's
+_FLOPS_COL, _READ_COL, _WRITTEN_COL, _NODES_COL = (COLUMNS.index(c) for c in
+                                                   ("flops", "bytes_read", "bytes_written", "nodes"))
+
+
+def folded_stats(stats: Sequence[GraphStats]) -> list[GraphStats]:
+    """The stats of the folded graph of each (the graphs must still be in memory)."""
+    out = []
+    for s in stats:
+        graph = s.graph
+        if graph is None:
+            raise UsageError("graph", "is no longer in memory: fold graphs while they are alive")
+        out.append(graph_stats(folded_graph(graph)))
+    return out
+
+
+def _log_fit_error(stats: Sequence[GraphStats], y: np.ndarray) -> float:
+    """Mean ``|log(p / y)|`` of ``y ~ a FLOPs + b bytes + c nodes + d`` (non-negative, relative
+    least squares, in sample), predictions floored at a thousandth of the median label."""
+    rows = np.vstack([s.row for s in stats])
+    a = np.column_stack([rows[:, _FLOPS_COL], rows[:, _READ_COL] + rows[:, _WRITTEN_COL], rows[:, _NODES_COL],
+                         np.ones(len(stats))])
+    floor = 1e-3 * max(float(np.median(y)), 1e-30)
+    p = a @ fit_relative_nnls(a, y)
+    return float(np.mean(np.abs(np.log(np.maximum(p, floor) / np.maximum(y, floor)))))
+
+
+def device_folds(stats: Sequence[GraphStats], y: np.ndarray) -> bool:
+    """Whether labels ``y`` say the device runs the folded graphs: a linear model of FLOPs, bytes
+    and operator count fits them with under ``FOLDING_GAIN`` times the log error on the folded
+    graphs than on the graphs as given. False when folding changes none of the graphs."""
+    folded = folded_stats(stats)
+    if all(f is s for f, s in zip(folded, stats)) or len(stats) < MIN_LABELS:
+        return False
+    return _log_fit_error(folded, y) < FOLDING_GAIN * _log_fit_error(stats, y)
+
+
 def _check_graphs(graphs) -> list[Graph]:
     if isinstance(graphs, Graph) or not isinstance(graphs, Sequence):
         raise UsageError("graphs", "must be a list of perfcast Graphs")
@@ -426,6 +473,7 @@ class Predictor(Parameters):
     """Base class of every predictor (see the module docstring for the contract)."""
 
     name: ClassVar[str] = ""
+    LEARNS_FOLDING: ClassVar[bool] = False  # sums operator costs: learn whether the device folds
 
     # -- hooks --------------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -473,9 +521,15 @@ class Predictor(Parameters):
 
     def _learn_target(self, target: str, stats: list[GraphStats], y: np.ndarray,
                       profiles: list[list[dict] | None] | None = None) -> None:
-        """Fit one target: its model, its cross-fitted residuals and its out-of-domain residuals."""
+        """Fit one target: whether the device folds (for methods that sum operators), its model,
+        its cross-fitted residuals and its out-of-domain residuals."""
+        folds = self.LEARNS_FOLDING and not any(profiles or ()) and device_folds(stats, y)
+        if folds:
+            stats = folded_stats(stats)
         chosen = self._select_target(target, stats, y, profiles)
         self.models_[target] = self._fit_target_profiled(target, stats, y, profiles)
+        if self.LEARNS_FOLDING:
+            self.models_[target]["folded"] = np.array([float(folds)])
         self.residuals_[target] = chosen if chosen is not None else self._cross_residuals(target, stats, y, profiles)
         self.ood_residuals_[target] = self._cluster_residuals(target, stats, y, profiles)
 
@@ -511,7 +565,14 @@ class Predictor(Parameters):
         """Point predictions ``{target: array}`` for every fitted target."""
         self._fitted()
         stats = [graph_stats(g) for g in _check_graphs(graphs)]
-        return {t: np.maximum(self._predict_target(t, self.models_[t], stats), 0.0) for t in self.targets_}
+        return {t: np.maximum(self.predict_model(t, self.models_[t], stats), 0.0) for t in self.targets_}
+
+    def predict_model(self, target: str, model: Mapping[str, np.ndarray], stats: list[GraphStats]) -> np.ndarray:
+        """``_predict_target`` of a fitted model, on the folded graphs where the model learned
+        that its device folds."""
+        if float(np.asarray(model.get("folded", 0.0)).reshape(-1)[0]):
+            stats = folded_stats(stats)
+        return self._predict_target(target, model, stats)
 
     def in_domain(self, graphs: Sequence[Graph]) -> np.ndarray:
         """True where a graph lies inside the feature-space neighbourhood of the training set."""

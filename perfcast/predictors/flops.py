@@ -24,6 +24,8 @@ _WRITTEN = COLUMNS.index("bytes_written")
 class FlopsLinear(Predictor):
     """``target = a * MACs + b * bytes + c`` per target, coefficients non-negative."""
 
+    LEARNS_FOLDING = True
+
     def __init__(self, use_bytes: bool = True) -> None:
         self.use_bytes = use_bytes
 

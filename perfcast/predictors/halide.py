@@ -88,6 +88,8 @@ def _softplus(x: np.ndarray) -> np.ndarray:
 class HalideCostModel(Predictor):
     """Per-node cost terms with coefficients from a small MLP over op-type embeddings and shapes."""
 
+    LEARNS_FOLDING = True
+
     def __init__(self, hidden: int = 16, embed: int = 4, steps: int = 250, learning_rate: float = 0.02,
                  l2: float = 0.01, seed: int = 0) -> None:
         self.hidden = hidden

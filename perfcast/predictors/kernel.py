@@ -216,6 +216,8 @@ class ProfileLearner(Predictor):
     """What the kernel-level and op-wise predictors share: rule parameters, learning the rules from
     the profiles given to ``fit`` (else the ``fusion_rules`` parameter, else none)."""
 
+    LEARNS_FOLDING = True
+
     min_support: int
     min_share: float
     fusion_rules: str | None

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -37,7 +36,7 @@ import numpy as np
 from perfcast.analysis import analyze_graph
 from perfcast.errors import UsageError
 from perfcast.ir.graph import Graph, Node
-from perfcast.predictors.base import Predictor, _check_graphs, nnls, register_predictor
+from perfcast.predictors.base import Predictor, nnls, register_predictor
 from perfcast.predictors.features import COLUMNS, GraphStats
 
 KEY_ATTRS = ("kernel_shape", "strides", "pads", "dilations", "group", "axis", "perm")
@@ -156,6 +155,8 @@ def _unpack(model: Mapping) -> tuple[list[str], list[str]]:
 class LookupTable(Predictor):
     """Sum of learned per-(op, shapes, attributes) costs with per-op-type MAC and byte rates."""
 
+    LEARNS_FOLDING = True
+
     def __init__(self, ridge: float = 1e-3) -> None:
         self.ridge = ridge
 
@@ -164,8 +165,12 @@ class LookupTable(Predictor):
             raise UsageError("ridge", f"must be a number >= 0, not {self.ridge!r}")
 
     # -- hooks ---------------------------------------------------------------------------------------
-    def _entries(self, stats: list[GraphStats]) -> list[EntryCounts]:
-        return [self._seen[s.content_hash] for s in stats]
+    @staticmethod
+    def _entries(stats: list[GraphStats]) -> list[EntryCounts]:
+        graphs = [s.graph for s in stats]
+        if any(g is None for g in graphs):
+            raise UsageError("graph", "is no longer in memory: price graphs while they are alive")
+        return [graph_entries(g) for g in graphs]
 
     def _fit_target(self, target: str, stats: list[GraphStats], y: np.ndarray) -> dict:
         entries = self._entries(stats)
@@ -199,23 +204,6 @@ class LookupTable(Predictor):
                 rate = rates[type_index[op]] if op in type_index else fallback
                 out[row] += n * (cost[key_index[key]] if key in key_index else 0.0) + n * (rate[0] * m + rate[1] * b)
         return out
-
-    # -- graph entries are computed where graphs are seen ------------------------------------------------
-    @contextmanager
-    def _seeing(self, graphs):
-        self._seen = {g.content_hash: graph_entries(g) for g in _check_graphs(graphs)}
-        try:
-            yield
-        finally:
-            del self._seen
-
-    def fit(self, graphs, targets, kernel_profiles=None) -> "LookupTable":
-        with self._seeing(graphs):
-            return super().fit(graphs, targets, kernel_profiles)
-
-    def predict(self, graphs) -> dict[str, np.ndarray]:
-        with self._seeing(graphs):
-            return super().predict(graphs)
 
     def in_domain(self, graphs) -> np.ndarray:
         """The feature-space check of every predictor, and False where a graph has a table entry

@@ -84,6 +84,8 @@ def _fit_max(stats: list[GraphStats], y: np.ndarray) -> tuple[np.ndarray, float]
 class Paleo(Predictor):
     """Roofline per node (``mode`` sum, max or auto) with calibrated device constants."""
 
+    LEARNS_FOLDING = True
+
     def __init__(self, mode: str = "auto") -> None:
         self.mode = mode
 

@@ -150,7 +150,7 @@ class _Candidate:
 
     def predict(self, stats: list[GraphStats]) -> np.ndarray:
         base = get_predictor(self.name, **self.params)
-        return np.maximum(base._predict_target(self.target, self.model, stats), 0.0)
+        return np.maximum(base.predict_model(self.target, self.model, stats), 0.0)
 
     def store(self, j: int) -> dict:
         out = {f"b{j}{_SEP}name": self.name, f"b{j}{_SEP}params": json.dumps(self.params, sort_keys=True),
