@@ -183,6 +183,11 @@ def folded_stats(stats: Sequence[GraphStats]) -> list[GraphStats]:
     return out
 
 
+def model_folds(model: Mapping[str, np.ndarray]) -> bool:
+    """Whether a fitted model learned that its device runs the folded graphs."""
+    return bool(float(np.asarray(model.get("folded", 0.0)).reshape(-1)[0]))
+
+
 def _log_fit_error(stats: Sequence[GraphStats], y: np.ndarray) -> float:
     """Mean ``|log(p / y)|`` of ``y ~ a FLOPs + b bytes + c nodes + d`` (non-negative, relative
     least squares, in sample), predictions floored at a thousandth of the median label."""
@@ -570,7 +575,7 @@ class Predictor(Parameters):
     def predict_model(self, target: str, model: Mapping[str, np.ndarray], stats: list[GraphStats]) -> np.ndarray:
         """``_predict_target`` of a fitted model, on the folded graphs where the model learned
         that its device folds."""
-        if float(np.asarray(model.get("folded", 0.0)).reshape(-1)[0]):
+        if model_folds(model):
             stats = folded_stats(stats)
         return self._predict_target(target, model, stats)
 

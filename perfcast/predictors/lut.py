@@ -36,7 +36,8 @@ import numpy as np
 from perfcast.analysis import analyze_graph
 from perfcast.errors import UsageError
 from perfcast.ir.graph import Graph, Node
-from perfcast.predictors.base import Predictor, nnls, register_predictor
+from perfcast.analysis.liveness import folded_graph
+from perfcast.predictors.base import Predictor, model_folds, nnls, register_predictor
 from perfcast.predictors.features import COLUMNS, GraphStats
 
 KEY_ATTRS = ("kernel_shape", "strides", "pads", "dilations", "group", "axis", "perm")
@@ -206,12 +207,14 @@ class LookupTable(Predictor):
         return out
 
     def in_domain(self, graphs) -> np.ndarray:
-        """The feature-space check of every predictor, and False where a graph has a table entry
-        that no training graph had."""
+        """The feature-space check of every predictor, and False where a graph (folded, for a
+        target whose device folds) has a table entry that no training graph had."""
         mask = super().in_domain(graphs)
-        known = set().union(*(_unpack(m)[0] for m in self.models_.values()))
-        seen = [known.issuperset(graph_entries(g).keys) for g in graphs]
-        return mask & np.array(seen, bool)
+        for model in self.models_.values():
+            known = set(_unpack(model)[0])
+            priced = [folded_graph(g) for g in graphs] if model_folds(model) else graphs
+            mask &= np.array([known.issuperset(graph_entries(g).keys) for g in priced], bool)
+        return mask
 
     def table(self, target: str = "latency_ms") -> dict[str, float]:
         """``{entry key: cost of one occurrence}`` learned for ``target`` (its units per node)."""
