@@ -188,6 +188,7 @@ def test_lut_learns_whether_the_device_folds(graphs, folds, tmp_path):
     assert float(lut.models_["latency_ms"]["folded"][0]) == float(folds)
     pred = lut.predict([pool[i] for i in test])["latency_ms"]
     assert _mape(pred, y[test]) < 1e-6
+    assert lut.in_domain([pool[i] for i in test[:-2]]).mean() > 0.9  # the entries it priced are known
     if folds:
         assert np.allclose(pred[-2:], 0.002)  # the cut-off networks cost the launch alone
     again = Predictor.load(lut.save(tmp_path / "lut"))
