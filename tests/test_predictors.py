@@ -14,7 +14,8 @@ import pytest
 from perfcast.api import load
 from perfcast.errors import ModelLoadError, UsageError
 from perfcast.predictors import Predictor, get_predictor, predictor_names
-from perfcast.predictors.base import MIN_RELATIVE_WIDTH, OOD_WIDENING, cluster_labels, conformal_quantile
+from perfcast.predictors.base import (MIN_RELATIVE_WIDTH, OOD_WIDENING, UNSEEN_FAMILY_WIDTH, cluster_labels,
+                                     conformal_quantile)
 from perfcast.predictors.features import COLUMNS, FAMILIES, graph_features, graph_stats
 from perfcast.spaces.registry import sample_specs
 
@@ -78,15 +79,18 @@ def test_conformance(name, data, tmp_path):
     assert pred.in_domain([far]).tolist() == [False]
     # out of domain, the relative half-width is the larger of OOD_WIDENING times the in-domain one
     # (one space in training) and the quantile of the residuals of left-out clusters (100 graphs:
-    # there are some)
-    points, intervals_far, inside = pred.predict_full([far, test_g[0]])
-    assert inside.tolist() == [False, True]
+    # there are some); a network of another family than the one space also gets at least
+    # UNSEEN_FAMILY_WIDTH, one of the same space far in features does not
+    small = load(f"{test_g[0].name}?dataset=ImageNet16-120")
+    points, intervals_far, inside = pred.predict_full([far, test_g[0], small])
+    assert inside.tolist() == [False, True, False]
     lo_far, hi_far = intervals_far["latency_ms"]
     p_far = points["latency_ms"]
-    q_in = (hi_far[1] - p_far[1]) / p_far[1]
+    q = (hi_far - p_far) / p_far
     assert pred.ood_residuals_["latency_ms"].size >= 20
     q_cluster = conformal_quantile(pred.ood_residuals_["latency_ms"], 0.1)
-    assert (hi_far[0] - p_far[0]) / p_far[0] == pytest.approx(max(OOD_WIDENING * q_in, q_cluster))
+    assert q[2] == pytest.approx(max(OOD_WIDENING * q[1], q_cluster))
+    assert q[0] == pytest.approx(max(OOD_WIDENING * q[1], q_cluster, UNSEEN_FAMILY_WIDTH))
 
     pred.save(tmp_path / "p")
     meta = json.loads((tmp_path / "p" / "predictor.json").read_text())
