@@ -167,8 +167,10 @@ def fit_aggregate(target: str, stats: Sequence[GraphStats], units: Sequence[Unit
     unpenalised columns (a cost learned from profiles) beside the global ones."""
     types = sorted({t for u in units for t in u.types})
     prior = np.zeros((len(y), 0)) if prior is None else prior.reshape(len(y), -1)
-    a = np.column_stack([_type_sums(units, types), _global_sums(units), extra_columns(target, stats), prior])
-    coef = fit_ridge_nnls(a, y, 3 * len(types), ridge)
+    sums = _type_sums(units, types)
+    a = np.column_stack([sums, _global_sums(units), extra_columns(target, stats), prior])
+    totals = sums.reshape(len(y), -1, 3).sum(axis=1)  # all kernels' count, MACs and bytes
+    coef = fit_ridge_nnls(a, y, 3 * len(types), ridge, np.tile(totals, (1, len(types))))
     return {"types": json.dumps(types), "type_coef": coef[:3 * len(types)].reshape(-1, 3),
             "global_coef": coef[3 * len(types):]}
 

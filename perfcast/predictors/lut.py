@@ -128,15 +128,22 @@ def _design(entries: Sequence[EntryCounts], keys: Sequence[str], op_types: Seque
     return a
 
 
-def fit_ridge_nnls(a: np.ndarray, y: np.ndarray, penalised: int, ridge: float) -> np.ndarray:
+def fit_ridge_nnls(a: np.ndarray, y: np.ndarray, penalised: int, ridge: float,
+                   reference: np.ndarray | None = None) -> np.ndarray:
     """Non-negative ``x`` minimising ``||(a x - y) / y||^2 + ridge ||s x[:penalised]||^2`` where ``s``
-    scales each column of ``a / y`` to unit norm."""
+    is the norm of each column of ``a / y`` (of ``reference / y`` when given: one reference column
+    per penalised column, so a column that is rarely non-zero is penalised in the units of a
+    common one and cannot take a large coefficient cheaply)."""
     weight = 1.0 / np.maximum(y, max(float(np.median(y)), 1e-30) * 1e-3)
     aw = a * weight[:, None]
     norms = np.linalg.norm(aw, axis=0)
     norms[norms == 0] = 1.0
+    scale = np.ones(penalised)
+    if reference is not None:
+        ref = np.linalg.norm(reference * weight[:, None], axis=0)
+        scale = np.where(ref > 0, np.maximum(ref / norms[:penalised], 1.0), 1.0)
     prior = np.zeros((penalised, a.shape[1]))
-    prior[:, :penalised] = np.sqrt(ridge) * np.eye(penalised)
+    prior[:, :penalised] = np.sqrt(ridge) * np.diag(scale)
     return nnls(np.vstack([aw / norms, prior]), np.r_[y * weight, np.zeros(penalised)]) / norms
 
 
