@@ -26,7 +26,9 @@ learned from network sums: for every kernel type ``t`` the columns ``n_t``, ``MA
 MACs and bytes, a constant; for ``memory_bytes`` also the activation peak and the weight bytes,
 which are not sums over kernels); coefficients are non-negative and fitted on relative error with a
 ridge penalty on the per-type ones (:func:`perfcast.predictors.lut.fit_ridge_nnls`), so the global
-rates explain what they can.
+rates explain what they can. A per-type rate is penalised in the units of all kernels' totals (its
+count, MACs or bytes summed over every type): a type that few training networks hold cannot take a
+large rate cheaply and then multiply it over a new network full of that type.
 
 The learned rules, type names and tree ensembles are stored as JSON text in ``predictor.json``.
 """

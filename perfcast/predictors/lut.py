@@ -34,9 +34,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from perfcast.analysis import analyze_graph
+from perfcast.analysis.liveness import folded_graph
 from perfcast.errors import UsageError
 from perfcast.ir.graph import Graph, Node
-from perfcast.analysis.liveness import folded_graph
 from perfcast.predictors.base import Predictor, model_folds, nnls, register_predictor
 from perfcast.predictors.features import COLUMNS, GraphStats
 
