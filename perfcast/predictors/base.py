@@ -207,11 +207,11 @@ def _log_fit_error(stats: Sequence[GraphStats], y: np.ndarray) -> float:
     return float(np.mean(np.abs(np.log(np.maximum(p, floor) / np.maximum(y, floor)))))
 
 
-def device_folds(stats: Sequence[GraphStats], y: np.ndarray) -> bool:
-    """Whether labels ``y`` say the device runs the folded graphs: a linear model of FLOPs, bytes
-    and operator count fits them with under ``FOLDING_GAIN`` times the log error on the folded
-    graphs than on the graphs as given. False when folding changes none of the graphs."""
-    folded = folded_stats(stats)
+def device_folds(stats: Sequence[GraphStats], folded: Sequence[GraphStats], y: np.ndarray) -> bool:
+    """Whether labels ``y`` say the device runs the folded graphs (``folded``, from
+    :func:`folded_stats`): a linear model of FLOPs, bytes and operator count fits them with under
+    ``FOLDING_GAIN`` times the log error on the folded graphs than on the graphs as given. False
+    when folding changes none of the graphs."""
     if all(f is s for f, s in zip(folded, stats)) or len(stats) < MIN_LABELS:
         return False
     return _log_fit_error(folded, y) < FOLDING_GAIN * _log_fit_error(stats, y)
@@ -537,9 +537,11 @@ class Predictor(Parameters):
                       profiles: list[list[dict] | None] | None = None) -> None:
         """Fit one target: whether the device folds (for methods that sum operators), its model,
         its cross-fitted residuals and its out-of-domain residuals."""
-        folds = self.LEARNS_FOLDING and not any(profiles or ()) and device_folds(stats, y)
-        if folds:
-            stats = folded_stats(stats)
+        folds = False
+        if self.LEARNS_FOLDING and not any(profiles or ()):
+            folded = folded_stats(stats)
+            folds = device_folds(stats, folded, y)
+            stats = folded if folds else stats
         chosen = self._select_target(target, stats, y, profiles)
         self.models_[target] = self._fit_target_profiled(target, stats, y, profiles)
         if self.LEARNS_FOLDING:
