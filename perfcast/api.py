@@ -284,9 +284,10 @@ def adapted_device(graphs: list[Graph], targets: dict, bases: list[str] | None =
     base_devices = [resolve_device(b) for b in (bases or [d.name for d in shipped_devices()])]
     predictor = _adapt(graphs, targets, [d.predictor() for d in base_devices])
     record: dict[str, Any] = {"method": predictor.name, "rows": labelled_rows(targets), **(made or {})}
-    if hasattr(predictor, "chosen_bases"):
-        record["bases"] = {t: [{"device": base_devices[i].name if i >= 0 else "flops prior", "target": bt}
-                               for i, bt in pairs] for t, pairs in predictor.chosen_bases().items()}
+    if hasattr(predictor, "chosen"):
+        record["bases"] = {t: [{"device": base_devices[i].name if i >= 0 else f"{method} on these measurements",
+                                "target": bt} for i, method, bt in triples]
+                           for t, triples in predictor.chosen().items()}
     return Device(name=name, predictors={predictor.name: predictor}, default_predictor=predictor.name,
                   description=description, made=record)
 

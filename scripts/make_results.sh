@@ -11,7 +11,10 @@
 #      take minutes per fit, times 9 draws per device), and protocol c without the lookup table
 #      (L_METHODS: one column per operator and shape, thousands over three spaces);
 #   3. the multi-device few-shot methods on protocol b (FLOPs as the single-device reference);
-#   4. the local dataset (data/local-ort-cpu), protocols a and c (leave one space out), L_METHODS.
+#   4. the local dataset (data/local-ort-cpu), protocols a and c (leave one space out), L_METHODS;
+#   5. the in-distribution reference of the few-shot goals: flops and gbt fitted on every training
+#      network of each public device setting (protocol a, the same test networks as protocol b),
+#      and the measurement noise of HW-NAS-Bench's devices (scripts/label_noise.py).
 # Usage: scripts/make_results.sh [OUT_DIR]. One core is enough; it takes a few hours on one core.
 # METHODS, B_METHODS, L_METHODS and G_METHODS override the lists of methods.
 set -euo pipefail
@@ -33,4 +36,7 @@ mkdir -p "$OUT"
 "$PERFCAST" evaluate --data shared --protocol b --max-rows 1500 --methods flops \
     --fewshot help,nnlqp,hwfeat,fewshot --out "$OUT/fewshot"
 "$PERFCAST" evaluate --data local --protocol a,c --methods "$L_METHODS" --out "$OUT/local"
+"$PERFCAST" evaluate --data shared --protocol a --max-rows 1500 --methods flops,gbt --train-sizes 100,all \
+    --out "$OUT/shared-a"
+"$PYTHON" "$(dirname "$0")/label_noise.py" > "$OUT/label-noise.md"
 "$PYTHON" "$(dirname "$0")/assemble_results.py" "$OUT"

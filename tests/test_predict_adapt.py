@@ -23,6 +23,7 @@ from perfcast.predictors import get_predictor
 from perfcast.predictors.base import UNSEEN_FAMILY_WIDTH
 from perfcast.predictors.features import graph_features
 from perfcast.spaces.registry import sample_specs
+from perfcast.predictors.transfer import OWN_METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / "data" / "local-ort-cpu" / "measurements.csv.gz"
@@ -130,7 +131,8 @@ def test_adapt_ten_rows_transfers_and_ranks_held_out(run_cli, tmp_path, local_ro
     summary = json.loads(out)
     assert summary["method"] == "transfer" and summary["rows"] == 10
     assert summary["targets"] == ["latency_ms", "memory_bytes"]
-    assert {c["device"] for c in summary["bases"]["latency_ms"]} <= set(PUBLIC_BASES)
+    own = {f"{m} on these measurements" for m in OWN_METHODS}
+    assert {c["device"] for c in summary["bases"]["latency_ms"]} <= set(PUBLIC_BASES) | own
 
     held = local_rows[10:70]
     results = api.predict([r["model"] for r in held], device=str(tmp_path / "dev.json"))
@@ -223,8 +225,8 @@ def test_transfer_corrects_what_no_base_explains():
     y = a * (1.0 + ft.column("pool_count") / 20.0)  # a cost of pooling that the base lacks
     assert abs(np.corrcoef(np.log(a), np.log(y))[0, 1]) < 0.9
 
-    def error(n: int, **params) -> tuple[float, object]:
-        fitted = get_predictor("transfer", **params).fit(graphs[:n], {"latency_ms": y[:n]}, bases=[base])
+    def error(n: int, **params) -> tuple[float, object]:  # the bases alone (no own candidates)
+        fitted = get_predictor("transfer", own=(), **params).fit(graphs[:n], {"latency_ms": y[:n]}, bases=[base])
         return float(np.mean(np.abs(fitted.predict(graphs[30:])["latency_ms"] / y[30:] - 1))), fitted
 
     corrected, fitted = error(20)
@@ -233,6 +235,36 @@ def test_transfer_corrects_what_no_base_explains():
     assert corrected < plain / 2, (corrected, plain)
     # below CORRECT_MIN_ROWS measurements there is no correction
     assert "corr_coef" not in error(8)[1].models_["latency_ms"]
+
+
+def test_transfer_adds_methods_fitted_on_the_measurements_where_they_predict_better(tmp_path):
+    """A device whose cost no base ranks (latency grows with the bytes moved, the base with the MACs)
+    is predicted by a method fitted on its own measurements, stacked only when that lowers the
+    leave-one-out error; a device that a base explains keeps the base alone."""
+    graphs = [api.load(s) for s in sample_specs("nb201", 60, 6)]
+    ft = graph_features(graphs)
+    base = get_predictor("flops").fit(graphs[:20], {"latency_ms": 1e-7 * ft.column("macs")[:20] + 0.5})
+    y = 3e-7 * (ft.column("bytes_read") + ft.column("bytes_written")) + 0.2
+    rows = slice(0, 12)
+
+    def error(**params) -> tuple[float, object]:
+        fitted = get_predictor("transfer", correct=False, **params).fit(graphs[rows], {"latency_ms": y[rows]},
+                                                                         bases=[base])
+        return float(np.mean(np.abs(fitted.predict(graphs[30:])["latency_ms"] / y[30:] - 1))), fitted
+
+    with_own, fitted = error()
+    bases_only, _ = error(own=())
+    assert any(i == -1 and m in OWN_METHODS for i, m, _ in fitted.chosen()["latency_ms"])
+    assert with_own < bases_only / 3, (with_own, bases_only)
+    save_device(Device("own", {"transfer": fitted}, "transfer"), tmp_path / "own.json")
+    back = load_device(tmp_path / "own.json").predictor()
+    np.testing.assert_array_equal(back.predict(graphs[30:])["latency_ms"],
+                                  fitted.predict(graphs[30:])["latency_ms"])
+    explained = get_predictor("transfer").fit(graphs[rows], {"latency_ms": 2.0 * base.predict(graphs[rows])["latency_ms"]},
+                                              bases=[base])
+    assert explained.chosen()["latency_ms"] == [(0, "flops", "latency_ms")]
+    with pytest.raises(UsageError, match="own"):
+        get_predictor("transfer", own=("gbt",)).fit(graphs[rows], {"latency_ms": y[rows]}, bases=[base])
 
 
 BAD_SAMPLES = {

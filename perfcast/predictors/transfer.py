@@ -25,6 +25,13 @@ device of the public data out in turn (``perfcast evaluate --data shared --proto
 draws, mean over the 49 measured latency settings), the correction moved K = 10 from Spearman
 0.928 / MAPE 6.45 % to 0.932 / 6.27 %, K = 20 from MAPE 6.07 % to 5.38 %, and the TX2's Spearman
 at K = 20 from 0.43 to 0.72.
+With ``own`` (default :data:`OWN_METHODS`: PALEO and the operation-wise predictor) and at least
+``OWN_MIN_ROWS`` measurements, single-device methods fitted on the measurements themselves join
+the candidates: a device whose costs no base shares may follow its own per-operator costs. Their
+column is their leave-one-out prediction of each measured row (each from a fit without that row),
+so that the map and the stack see how they predict networks they were not fitted on (stacked
+generalisation, Wolpert 1992); they stay only when the stack with them has a lower leave-one-out
+error than the stack of the bases alone (:func:`stack_loo_error`). OWN_FIGURES
 Bases are passed to ``fit(graphs, targets, bases=[...])`` as data, not parameters. Without bases
 the one candidate is a FLOPs-linear model (:mod:`perfcast.predictors.flops`) fitted on the same
 rows, so ``get_predictor("transfer").fit(graphs, targets)`` works like any predictor.
@@ -51,10 +58,13 @@ from perfcast.ir.graph import Graph
 from perfcast.predictors.base import (
     Predictor,
     conformal_quantile,
+    device_folds,
     domain_features,
     extend_domain,
+    folded_stats,
     get_predictor,
     leave_one_out_residuals,
+    model_folds,
     nnls,
     register_predictor,
 )
@@ -62,6 +72,9 @@ from perfcast.predictors.features import GraphStats, graph_stats
 from perfcast.predictors.flops import FlopsLinear
 
 LOO_MAX_ROWS = 100
+OWN_CHOICES = ("flops", "paleo", "opwise", "kernel")  # cheap to refit once per measured row
+OWN_METHODS = ("paleo", "opwise")
+OWN_MIN_ROWS = 5
 STACK_RIDGE = 0.01
 _TINY = 1e-30
 _SEP = ":"
@@ -102,6 +115,18 @@ def stack_logs(x: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray] | None:
     if not (w > 0).any():
         return None
     return float(t.mean() - mean @ w), w
+
+
+def stack_loo_error(x: np.ndarray, t: np.ndarray) -> float:
+    """Mean squared leave-one-out error of :func:`stack_logs` on the columns ``x`` (the mean of
+    the other rows where every weight is zero)."""
+    n = t.size
+    errors = np.empty(n)
+    for i in range(n):
+        rest = np.arange(n) != i
+        fitted = stack_logs(x[rest], t[rest])
+        errors[i] = t[i] - (t[rest].mean() if fitted is None else fitted[0] + x[i] @ fitted[1])
+    return float(np.mean(errors ** 2))
 
 
 RIDGE_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # penalties per row, on standardised features
@@ -166,6 +191,33 @@ class _Candidate:
                           str(model[f"b{j}{_SEP}target"]), sub)
 
 
+def own_model(name: str, target: str, stats: list[GraphStats], y: np.ndarray) -> dict:
+    """A model of ``target`` of the single-device method ``name`` fitted on the measured rows
+    themselves, with its folding learned from them where the method sums operators."""
+    method = get_predictor(name)
+    folds = method.LEARNS_FOLDING and device_folds(stats, folded_stats(stats), y)
+    model = method._fit_target(target, folded_stats(stats) if folds else stats, y)
+    if method.LEARNS_FOLDING:
+        model["folded"] = np.array([float(folds)])
+    return model
+
+
+def own_candidate(name: str, target: str, stats: list[GraphStats], y: np.ndarray) -> tuple[_Candidate, np.ndarray]:
+    """The candidate of ``name`` fitted on every measured row, and its leave-one-out log
+    predictions of those rows (each from a fit without it): the column its map and the stack
+    are fitted on, so that a method that fits its own rows closely is not preferred for it."""
+    model = own_model(name, target, stats, y)
+    method = get_predictor(name)
+    folds = model_folds(model)
+    loo = np.empty(len(stats))
+    for i in range(len(stats)):
+        rest = [k for k in range(len(stats)) if k != i]
+        sub = own_model(name, target, [stats[k] for k in rest], y[rest])
+        sub["folded"] = np.array([float(folds)])
+        loo[i] = method.predict_model(target, sub, [stats[i]])[0]
+    return _Candidate(-1, name, method.get_params(), target, model), _log(np.maximum(loo, 0.0))
+
+
 def _base_candidates(bases: Sequence[Predictor], target: str) -> list[_Candidate]:
     pairs = [(i, b, t) for i, b in enumerate(bases) for t in b.targets_]
     same = [p for p in pairs if p[2] == target]
@@ -188,11 +240,13 @@ def check_bases(bases) -> list[Predictor]:
 class TransferPredictor(Predictor):
     """``y = exp(c) * base(x)^b`` per target from the best base predictor(s) (see module docstring)."""
 
-    def __init__(self, prior_rows: float = 2.0, blend: int = 2, stack: bool = True, correct: bool = True) -> None:
+    def __init__(self, prior_rows: float = 2.0, blend: int = 2, stack: bool = True, correct: bool = True,
+                 own: tuple[str, ...] | list[str] = OWN_METHODS) -> None:
         self.prior_rows = prior_rows
         self.blend = blend
         self.stack = stack
         self.correct = correct
+        self.own = tuple(own) if isinstance(own, (list, tuple)) else own
 
     def _check_params(self) -> None:
         p = self.prior_rows
@@ -203,6 +257,8 @@ class TransferPredictor(Predictor):
         for name in ("stack", "correct"):
             if not isinstance(getattr(self, name), bool):
                 raise UsageError(name, f"must be true or false, not {getattr(self, name)!r}")
+        if not isinstance(self.own, tuple) or any(m not in OWN_CHOICES for m in self.own):
+            raise UsageError("own", f"must be a list of methods among {', '.join(OWN_CHOICES)}, not {self.own!r}")
 
     def fit(self, graphs: Sequence[Graph], targets: Mapping[str, Sequence[float]],
             kernel_profiles: Sequence[list[dict] | None] | None = None, *,
@@ -248,6 +304,15 @@ class TransferPredictor(Predictor):
         for cand in self._candidates(stats, y, target):
             x = _log(cand.predict(stats))
             scored.append((loo_log_error(x, t, self.prior_rows), len(scored), cand, x))
+        n_bases = len(scored)
+        if len(y) >= OWN_MIN_ROWS:
+            for name in self.own:
+                cand, x = own_candidate(name, target, stats, y)
+                scored.append((loo_log_error(x, t, self.prior_rows), len(scored), cand, x))
+        if self.stack and len(scored) > n_bases and \
+                stack_loo_error(np.column_stack([s[3] for s in scored[:n_bases]]), t) <= \
+                stack_loo_error(np.column_stack([s[3] for s in scored]), t):
+            scored = scored[:n_bases]  # the other devices' stack alone predicts left-out rows as well
         scored.sort(key=lambda s: (s[0], s[1]))
         stacked = stack_logs(np.column_stack([s[3] for s in scored]), t) if self.stack and len(scored) > 1 else None
         if stacked is not None:
@@ -293,10 +358,18 @@ class TransferPredictor(Predictor):
         return leave_one_out_residuals(self, target, stats, y)
 
     def chosen_bases(self) -> dict[str, list[tuple[int, str]]]:
-        """Per target, the ``(index in bases, base target)`` pairs of the map (index -1: FLOPs prior)."""
+        """Per target, the ``(index in bases, base target)`` pairs of the map (index -1: a method
+        fitted on the measured rows themselves, see :meth:`chosen`)."""
+        return {t: [(i, bt) for i, _, bt in triples] for t, triples in self.chosen().items()}
+
+    def chosen(self) -> dict[str, list[tuple[int, str, str]]]:
+        """Per target, the ``(index in bases, method, base target)`` of each candidate of the map;
+        index -1 marks a method fitted on the measured rows (the FLOPs prior without bases, or
+        one of ``own``)."""
         self._fitted()
         out = {}
         for target, model in self.models_.items():
             index = np.asarray(model["base_index"], float)
-            out[target] = [(int(index[j]), str(model[f"b{j}{_SEP}target"])) for j in range(index.size)]
+            out[target] = [(int(index[j]), str(model[f"b{j}{_SEP}name"]), str(model[f"b{j}{_SEP}target"]))
+                           for j in range(index.size)]
         return out
