@@ -41,6 +41,15 @@ def _records(path: pathlib.Path) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))["records"] if path.is_file() else []
 
 
+def _mean(rows: list[dict], key: str, digits: int) -> str:
+    """Mean of ``key`` over the rows that have it, with how many do not where some lack it."""
+    values = [r[key] for r in rows if r.get(key) is not None]
+    if not values:
+        return ""
+    lacking = len(rows) - len(values)
+    return f"{sum(values) / len(values):.{digits}f}" + (f" ({lacking} undefined)" if lacking else "")
+
+
 def fewshot_means_section(out: pathlib.Path) -> list[str]:
     """Mean (not median) Spearman and MAPE over the measured latency settings of protocol b per
     method and k, beside the same settings' in-distribution gbt fitted on every training network."""
@@ -48,7 +57,7 @@ def fewshot_means_section(out: pathlib.Path) -> list[str]:
     for name in ("shared", "fewshot"):
         for r in _records(out / name / "metrics.json"):
             if r["protocol"] == "b" and r["target"] == "latency_ms" and r["kind"] == "measured":
-                seen.setdefault((r["method"], r["device"], r["k"]), r)
+                seen.setdefault((r["method"], (r["source"], r["device"]), r["k"]), r)
     if not seen:
         return []
     ks = sorted({k for _, _, k in seen})
@@ -63,19 +72,18 @@ def fewshot_means_section(out: pathlib.Path) -> list[str]:
         cells = []
         for k in ks:
             rows = [seen[(m, d, k)] for d in devices if (m, d, k) in seen]
-            cells += [f"{sum(r['spearman'] for r in rows) / len(rows):.3f}" if rows else "",
-                      f"{sum(r['mape_pct'] for r in rows) / len(rows):.2f}" if rows else ""]
+            cells += [_mean(rows, "spearman", 3), _mean(rows, "mape_pct", 2)]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    full = {r["device"]: r for r in _records(out / "shared-a" / "metrics.json")
+    full = {(r["source"], r["device"]): r for r in _records(out / "shared-a" / "metrics.json")
             if r["protocol"] == "a" and r["method"] == "gbt" and r["target"] == "latency_ms"
-            and r["train_size"] == "all" and r["device"] in devices}
+            and r["train_size"] == "all" and (r["source"], r["device"]) in devices}
     if full:
-        sp = sum(r["spearman"] for r in full.values()) / len(full)
-        mape = sum(r["mape_pct"] for r in full.values()) / len(full)
-        low = sorted(f"{r['source']} {r['device']} {r['spearman']:.3f}" for r in full.values() if r["spearman"] < 0.85)
+        sp, mape = _mean(list(full.values()), "spearman", 3), _mean(list(full.values()), "mape_pct", 2)
+        low = sorted(f"{r['source']} {r['device']} {r['spearman']:.3f}" for r in full.values()
+                     if r.get("spearman") is not None and r["spearman"] < 0.85)
         lines += ["", f"In-distribution reference on the same test networks of {len(full)} of these settings: "
                   f"gbt fitted on all training networks of the device (up to 1,200; section above) has mean "
-                  f"Spearman {sp:.3f} and MAPE {mape:.2f} %. With every training label of its own device it "
+                  f"Spearman {sp} and MAPE {mape} %. With every training label of its own device it "
                   f"stays below Spearman 0.85 on {len(low)} settings ({'; '.join(low) or 'none'}): noise in "
                   "the labels (phone latencies are whole milliseconds in the source) bounds what any "
                   "method reaches from k samples."]
