@@ -69,7 +69,6 @@ from perfcast.predictors.base import (
     folded_stats,
     get_predictor,
     leave_one_out_residuals,
-    model_folds,
     nnls,
     register_predictor,
 )
@@ -213,13 +212,10 @@ def own_candidate(name: str, target: str, stats: list[GraphStats], y: np.ndarray
     are fitted on, so that a method that fits its own rows closely is not preferred for it."""
     model = own_model(name, target, stats, y)
     method = get_predictor(name)
-    folds = model_folds(model)
     loo = np.empty(len(stats))
     for i in range(len(stats)):
         rest = [k for k in range(len(stats)) if k != i]
-        sub = own_model(name, target, [stats[k] for k in rest], y[rest])
-        sub["folded"] = np.array([float(folds)])
-        loo[i] = method.predict_model(target, sub, [stats[i]])[0]
+        loo[i] = method.predict_model(target, own_model(name, target, [stats[k] for k in rest], y[rest]), [stats[i]])[0]
     return _Candidate(-1, name, method.get_params(), target, model), _log(np.maximum(loo, 0.0))
 
 
