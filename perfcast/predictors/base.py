@@ -64,8 +64,9 @@ times the in-domain ``q``.
 A predictor trained on one family cannot measure its error on another, and there that error is
 large: leaving one space out of the local dataset, the 90th percentile of relative residuals on
 the left-out space is 0.35-0.9 for the trees, kernel, operation-wise and PALEO models trained on
-the twelve others (3.6 for the FLOPs line on memory), and a model trained on one space does worse. So an out-of-domain graph of another family (or of none: a file), given to a
-predictor whose training graphs all came from one family, gets at least ``UNSEEN_FAMILY_WIDTH``
+the twelve others (3.6 for the FLOPs line on memory), and a model trained on one space does worse.
+So an out-of-domain graph of another family (or of none: a file), given to a predictor whose
+training graphs all came from one family, gets at least ``UNSEEN_FAMILY_WIDTH``
 (1.0: an interval from 0 to twice the prediction at 90 %; at another level scaled as the in-domain
 quantile scales).
 
@@ -537,17 +538,32 @@ class Predictor(Parameters):
                       profiles: list[list[dict] | None] | None = None) -> None:
         """Fit one target: whether the device folds (for methods that sum operators), its model,
         its cross-fitted residuals and its out-of-domain residuals."""
-        folds = False
-        if self.LEARNS_FOLDING and not any(profiles or ()):
-            folded = folded_stats(stats)
-            folds = device_folds(stats, folded, y)
-            stats = folded if folds else stats
+        folds, stats = self._folding(stats, y, profiles)
         chosen = self._select_target(target, stats, y, profiles)
-        self.models_[target] = self._fit_target_profiled(target, stats, y, profiles)
-        if self.LEARNS_FOLDING:
-            self.models_[target]["folded"] = np.array([float(folds)])
+        self.models_[target] = self._stamp_folding(self._fit_target_profiled(target, stats, y, profiles), folds)
         self.residuals_[target] = chosen if chosen is not None else self._cross_residuals(target, stats, y, profiles)
         self.ood_residuals_[target] = self._cluster_residuals(target, stats, y, profiles)
+
+    def _folding(self, stats: list[GraphStats], y: np.ndarray,
+                 profiles: list[list[dict] | None] | None = None) -> tuple[bool, list[GraphStats]]:
+        """Whether this method's device folds, by the labels ``y`` (never for a method that does not
+        sum operators, nor with kernel profiles), and the stats to fit on accordingly."""
+        if not self.LEARNS_FOLDING or any(profiles or ()):
+            return False, stats
+        folded = folded_stats(stats)
+        folds = device_folds(stats, folded, y)
+        return folds, (folded if folds else stats)
+
+    def _stamp_folding(self, model: dict[str, np.ndarray], folds: bool) -> dict[str, np.ndarray]:
+        if self.LEARNS_FOLDING:
+            model["folded"] = np.array([float(folds)])
+        return model
+
+    def fit_model(self, target: str, stats: list[GraphStats], y: np.ndarray) -> dict[str, np.ndarray]:
+        """One target's model alone (no residuals), its folding learned from ``y``: what
+        :meth:`predict_model` takes."""
+        folds, stats = self._folding(stats, y)
+        return self._stamp_folding(self._fit_target(target, stats, y), folds)
 
     def _cross_residuals(self, target: str, stats: list[GraphStats], y: np.ndarray,
                          profiles: list[list[dict] | None] | None = None) -> np.ndarray:

@@ -27,8 +27,9 @@ draws, mean over the 49 measured latency settings), the correction moved K = 10 
 at K = 20 from 0.43 to 0.72.
 With ``own`` (for instance :data:`OWN_METHODS`: PALEO and the operation-wise predictor; none by
 default) and at least ``OWN_MIN_ROWS`` measurements, single-device methods fitted on the
-measurements themselves join the candidates: a device whose costs no base shares may follow its own per-operator costs. Their
-column is their leave-one-out prediction of each measured row (each from a fit without that row),
+measurements themselves join the candidates: a device whose costs no base shares may follow its
+own per-operator costs. Their column is their leave-one-out prediction of each measured row (each
+from a fit without that row),
 so that the map and the stack see how they predict networks they were not fitted on (stacked
 generalisation, Wolpert 1992); they stay only when the stack with them has a lower leave-one-out
 error than the stack of the bases alone (:func:`stack_loo_error`). On the 22 measured latency
@@ -63,10 +64,8 @@ from perfcast.ir.graph import Graph
 from perfcast.predictors.base import (
     Predictor,
     conformal_quantile,
-    device_folds,
     domain_features,
     extend_domain,
-    folded_stats,
     get_predictor,
     leave_one_out_residuals,
     nnls,
@@ -195,27 +194,17 @@ class _Candidate:
                           str(model[f"b{j}{_SEP}target"]), sub)
 
 
-def own_model(name: str, target: str, stats: list[GraphStats], y: np.ndarray) -> dict:
-    """A model of ``target`` of the single-device method ``name`` fitted on the measured rows
-    themselves, with its folding learned from them where the method sums operators."""
-    method = get_predictor(name)
-    folds = method.LEARNS_FOLDING and device_folds(stats, folded_stats(stats), y)
-    model = method._fit_target(target, folded_stats(stats) if folds else stats, y)
-    if method.LEARNS_FOLDING:
-        model["folded"] = np.array([float(folds)])
-    return model
-
-
 def own_candidate(name: str, target: str, stats: list[GraphStats], y: np.ndarray) -> tuple[_Candidate, np.ndarray]:
-    """The candidate of ``name`` fitted on every measured row, and its leave-one-out log
+    """The single-device method ``name`` fitted on every measured row, and its leave-one-out log
     predictions of those rows (each from a fit without it): the column its map and the stack
     are fitted on, so that a method that fits its own rows closely is not preferred for it."""
-    model = own_model(name, target, stats, y)
     method = get_predictor(name)
     loo = np.empty(len(stats))
     for i in range(len(stats)):
         rest = [k for k in range(len(stats)) if k != i]
-        loo[i] = method.predict_model(target, own_model(name, target, [stats[k] for k in rest], y[rest]), [stats[i]])[0]
+        model = method.fit_model(target, [stats[k] for k in rest], y[rest])
+        loo[i] = method.predict_model(target, model, [stats[i]])[0]
+    model = method.fit_model(target, stats, y)
     return _Candidate(-1, name, method.get_params(), target, model), _log(np.maximum(loo, 0.0))
 
 
