@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from perfcast.store import open_store
@@ -52,6 +53,24 @@ def test_profile_stores_measurements_and_skips_them_next_time(tmp_path, run_cli)
     assert "skipped (already measured) 2" in out
     with open_store(db) as store:
         assert store.count_measurements() == 2
+
+
+def test_every_chunk_and_later_run_divides_by_the_device_s_first_baseline(tmp_path, run_cli):
+    """Chunks of one run, and a later run into the same store, keep the drift baselines of the
+    device's first measurement: every label is in the same reference milliseconds."""
+    db = str(tmp_path / "m.db")
+    code, _, err = run_cli("profile", "kws:1", "rnn:0", "--db", db, "--chunk", "1", *FAST)
+    assert code == 0, err
+    code, _, err = run_cli("profile", "kws:2", "--db", db, *FAST)
+    assert code == 0, err
+    with open_store(db) as store:
+        rows = store.measurement_rows(with_samples=True)
+        first = store.reference_baselines(store.device_rows()[0]["id"])
+    assert len(rows) == 3 and first[0] > 0 and first[1] > 0
+    for r in rows:
+        env = r["environment"]
+        assert (env["reference_baseline_ms"], env["memory_reference_baseline_ms"]) == first
+        assert r["latency_ms_median"] == pytest.approx(r["reference_ratio"] * first[0], rel=1e-9)
 
 
 def test_failing_network_does_not_stop_the_batch(tmp_path, run_cli):

@@ -181,6 +181,20 @@ def test_has_good_measurement_for_resume(store):
     assert [r["source"] for r in store.measurement_rows(source="import:hwnasbench")] == ["import:hwnasbench"]
 
 
+def test_reference_baselines_are_those_of_the_device_s_first_measurement_that_has_them(store):
+    dev = store.upsert_device("d", runtime="ort-cpu")
+    other = store.upsert_device("e", runtime="ort-cpu")
+    net = store.add_network(tiny_net(), "spec:tiny")
+    assert store.reference_baselines(dev) == (None, None)
+    store.add_measurement(net, dev, **ok_fields(), environment={"reference_baseline_ms": None})
+    store.add_measurement(net, other, **ok_fields(), environment={"reference_baseline_ms": 9.0})
+    store.add_measurement(net, dev, **ok_fields(), environment={"reference_baseline_ms": 0.125,
+                                                               "memory_reference_baseline_ms": 0.5})
+    store.add_measurement(net, dev, **ok_fields(), environment={"reference_baseline_ms": 0.2})
+    assert store.reference_baselines(dev) == (0.125, 0.5)
+    assert store.reference_baselines(other) == (9.0, None)
+
+
 def test_bulk_add_is_one_transaction_in_order(store):
     dev = store.upsert_device("d", runtime="ort-cpu")
     net = store.add_network(tiny_net(), "spec:tiny")

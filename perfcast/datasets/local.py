@@ -21,11 +21,11 @@ MEASUREMENT_FIELDS = [
     "measurement", "model", "content_hash", "macs", "flops", "params", "nodes", "device", "runtime", "batch_size",
     "status", "error_kind", "error_message", "latency_ms_median", "latency_ms_mean", "latency_ms_min",
     "latency_ms_p10", "latency_ms_p90", "latency_ms_raw_median", "latency_clock", "repeat_cv", "workers",
-    "reference_ratio", "peak_memory_bytes", "energy_mj", "measured_at",
+    "reference_ratio", "reference_baseline_ms", "peak_memory_bytes", "energy_mj", "measured_at",
 ]
+LATENCY_STATS = ("latency_ms_median", "latency_ms_mean", "latency_ms_min", "latency_ms_p10", "latency_ms_p90")
 KERNEL_FIELDS = ["measurement", "seq", "kernel_name", "op_type", "provider", "node_names", "duration_us", "sample_count"]
-_FLOATS = {"latency_ms_median", "latency_ms_mean", "latency_ms_min", "latency_ms_p10", "latency_ms_p90",
-           "latency_ms_raw_median", "repeat_cv", "reference_ratio", "energy_mj"}
+_FLOATS = {*LATENCY_STATS, "latency_ms_raw_median", "repeat_cv", "reference_ratio", "reference_baseline_ms", "energy_mj"}
 _INTS = {"macs", "flops", "params", "nodes", "batch_size", "peak_memory_bytes", "workers"}
 
 
@@ -55,6 +55,7 @@ def export_dataset(store, out_dir: str | Path, device: str | None = None) -> dic
             record.update(
                 measurement=r["id"], latency_clock=env.get("latency_clock"), workers=env.get("workers"),
                 latency_ms_raw_median=env.get("latency_ms_raw_median"), measured_at=str(r["created_at"])[:19],
+                reference_baseline_ms=env.get("reference_baseline_ms"),
                 error_message=(r["error_message"] or "")[:300] or None,
             )
             wm.writerow({k: _cell(v) for k, v in record.items()})
@@ -122,17 +123,72 @@ def load_dataset(store, folder: str | Path, name: str | None = None) -> dict[str
             raise UsageError(str(src), f"{r['model']} builds a network with another content hash than measured")
         network_id = store.add_network(graph, r["model"])
         device_id = devices.get(r["device"]) or store.upsert_device(r["device"], runtime=r["runtime"])
-        latency = {k[len("latency_ms_"):]: r[k] for k in ("latency_ms_median", "latency_ms_mean", "latency_ms_min",
-                                                          "latency_ms_p10", "latency_ms_p90") if r[k] is not None}
+        latency = {k[len("latency_ms_"):]: r[k] for k in LATENCY_STATS if r[k] is not None}
         mid = store.add_measurement(
             network_id, device_id, batch_size=r["batch_size"], status=r["status"],
             latency_ms=latency or None, repeat_cv=r["repeat_cv"], reference_ratio=r["reference_ratio"],
             peak_memory_bytes=r["peak_memory_bytes"], energy_mj=r["energy_mj"], error_kind=r["error_kind"],
             error_message=r["error_message"], source=source,
             environment={"latency_clock": r["latency_clock"], "workers": r["workers"],
-                         "latency_ms_raw_median": r["latency_ms_raw_median"], "measured_at": r["measured_at"]},
+                         "latency_ms_raw_median": r["latency_ms_raw_median"], "measured_at": r["measured_at"],
+                         "reference_baseline_ms": r.get("reference_baseline_ms")},
         )
         if str(r["measurement"]) in kernels:
             store.add_kernel_profiles(mid, kernels[str(r["measurement"])])
         added += 1
     return {"added": added, "skipped": skipped}
+
+
+def rebase_rows(rows: list[dict]) -> int:
+    """Put the drift-corrected latencies of ``rows`` (parsed measurement rows, oldest first) in one
+    reference's milliseconds: that of each device's first row with a reference ratio; returns how
+    many rows changed.
+
+    A corrected latency is ``reference_ratio * A`` with ``A`` the drift baseline it was corrected
+    to (:mod:`perfcast.profiling.stats`). Measured in chunks whose ``A`` each was the median of the
+    chunk's own reference samples, the labels keep the host's speed of the moment. Every corrected
+    sample is ``s * A / r_b``, so multiplying every latency statistic by ``A_first / A`` gives the
+    samples corrected to ``A_first``, exactly when ``A`` is that of the compute reference alone.
+    Rows without a recorded ``reference_baseline_ms`` have ``A = latency_ms_median / reference_ratio``.
+    """
+    first: dict[str, float] = {}
+    changed = 0
+    for r in rows:
+        if not (r.get("reference_ratio") and r.get("latency_ms_median")):
+            continue
+        own = r.get("reference_baseline_ms") or r["latency_ms_median"] / r["reference_ratio"]
+        target = first.setdefault(r["device"], own)
+        if own != target:
+            for k in LATENCY_STATS:
+                if r.get(k) is not None:
+                    r[k] *= target / own
+            changed += 1
+        r["reference_baseline_ms"] = target
+    return changed
+
+
+def rebase_dataset(folder: str | Path) -> int:
+    """:func:`rebase_rows` on a dataset folder's ``measurements.csv.gz``, rewritten in place (through a
+    temporary file, so an interrupted run leaves the old file); returns how many rows changed."""
+    path = Path(folder) / "measurements.csv.gz"
+    if not path.is_file():
+        raise UsageError(str(folder), "not a dataset folder (no measurements.csv.gz)")
+    with gzip.open(path, "rt", newline="") as f:
+        reader = csv.DictReader(f)
+        fields = list(reader.fieldnames or [])
+        rows = [_parse(r, str(folder)) for r in reader]
+    missing = [k for k in ("device", "reference_ratio", *LATENCY_STATS) if k not in fields]
+    if missing:
+        raise UsageError(str(path), f"has no column {missing[0]}")
+    rows.sort(key=lambda r: int(r["measurement"]))
+    changed = rebase_rows(rows)
+    if "reference_baseline_ms" not in fields:
+        fields.insert(fields.index("reference_ratio") + 1, "reference_baseline_ms")
+    tmp = path.with_name(path.name + ".tmp")
+    with gzip.open(tmp, "wt", newline="") as f:
+        w = csv.DictWriter(f, fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _cell(r.get(k)) for k in fields})
+    tmp.replace(path)
+    return changed

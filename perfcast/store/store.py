@@ -342,6 +342,17 @@ class Store:
         with self.engine.connect() as conn:
             return {tuple(r) for r in conn.execute(stmt)}
 
+    def reference_baselines(self, device_id: int) -> tuple[float | None, float | None]:
+        """The drift baselines ``(A, M)`` in ms (:mod:`perfcast.profiling.protocol`) of the device's
+        first measurement that recorded them, ``(None, None)`` when none did."""
+        env = Measurement.environment
+        compute, memory = env["reference_baseline_ms"].as_float(), env["memory_reference_baseline_ms"].as_float()
+        stmt = (select(compute, memory).where(Measurement.device_id == device_id, compute.is_not(None))
+                .order_by(Measurement.id).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return (None, None) if row is None else (float(row[0]), None if row[1] is None else float(row[1]))
+
     def has_good_measurement(
         self, network: int | str, device_id: int, batch_size: int, max_cv: float | None = None
     ) -> bool:
