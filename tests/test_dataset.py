@@ -5,7 +5,7 @@ import gzip
 import pytest
 
 from perfcast import api
-from perfcast.datasets.local import export_dataset, load_dataset
+from perfcast.datasets.local import export_dataset, load_dataset, rebase_dataset, rebase_rows
 from perfcast.errors import UsageError
 from perfcast.store import open_store
 
@@ -35,11 +35,13 @@ def test_export_then_load_round_trip(measured, tmp_path):
         assert load_dataset(dst, tmp_path / "ds") == {"added": 2, "skipped": 0}
         loaded = {r["content_hash"]: r for r in dst.measurement_rows()}
         assert set(loaded) == set(original)
+        baseline = dst.reference_baselines(dst.device_rows()[0]["id"])[0]
         for h, r in loaded.items():
             assert r["source"] == "import:ds"
             assert r["latency_ms_median"] == pytest.approx(original[h]["latency_ms_median"], rel=1e-5)
             assert r["peak_memory_bytes"] == original[h]["peak_memory_bytes"]
             assert r["energy_mj"] is None
+            assert r["latency_ms_median"] == pytest.approx(r["reference_ratio"] * baseline, rel=1e-5)
             assert r["macs"] == original[h]["macs"] and r["device"] == original[h]["device"]
         assert sum(dst.count_kernel_profiles(r["id"]) for r in loaded.values()) == kernels_before
         # loading again adds nothing
@@ -52,3 +54,29 @@ def test_load_rejects_a_folder_without_data(tmp_path, run_cli):
         load_dataset(store, tmp_path)
     code, out, err = run_cli("dataset", "load", str(tmp_path), "--db", str(tmp_path / "x.db"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and str(tmp_path) in err
+
+
+def _row(measurement, device, ratio, baseline, median=None, status="ok"):
+    median = ratio * baseline if median is None else median
+    return {"measurement": measurement, "device": device, "status": status, "reference_ratio": ratio,
+            "reference_baseline_ms": baseline, "latency_ms_median": median, "latency_ms_mean": 1.1 * median,
+            "latency_ms_min": 0.9 * median, "latency_ms_p10": 0.95 * median, "latency_ms_p90": 1.2 * median}
+
+
+def test_rebase_puts_every_latency_in_the_device_s_first_baseline():
+    rows = [_row(1, "a", 10.0, 0.2), _row(2, "b", 3.0, 0.5), _row(3, "a", 10.0, 0.25),
+            _row(4, "a", 4.0, None, median=1.0),  # no recorded baseline: it is median / ratio = 0.25
+            {"measurement": 5, "device": "a", "status": "failed", "reference_ratio": None, "latency_ms_median": None}]
+    assert rebase_rows(rows) == 2
+    assert [r["latency_ms_median"] for r in rows[:4]] == pytest.approx([2.0, 1.5, 2.0, 0.8])
+    assert rows[2]["latency_ms_p90"] == pytest.approx(1.2 * 2.0) and rows[3]["latency_ms_min"] == pytest.approx(0.72)
+    assert [r.get("reference_baseline_ms") for r in rows] == [0.2, 0.5, 0.2, 0.2, None]
+    assert rebase_rows(rows) == 0  # a second pass changes nothing
+
+
+def test_rebase_dataset_rewrites_the_folder_and_refuses_other_files(measured, tmp_path):
+    with open_store(measured) as src:
+        export_dataset(src, tmp_path / "ds")
+    assert rebase_dataset(tmp_path / "ds") == 0  # one run of the profiler: one baseline already
+    with pytest.raises(UsageError, match="not a dataset folder"):
+        rebase_dataset(tmp_path / "none")
