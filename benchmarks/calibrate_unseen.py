@@ -16,7 +16,8 @@ no zoo entry of perfcast (random weights, batch 1, exported to ONNX by perfcast'
 - transformer decoders (causal self-attention) of widths 96 and 320.
 
 Each network is measured by the profiler (drift-corrected median latency, the same protocol as
-calibrate) and predicted with ``--device DEV.json``. Printed: the share of networks whose
+calibrate, corrected to the drift baselines the device file records) and predicted with
+``--device DEV.json``. Printed: the share of networks whose
 prediction is within +-10 % and +-20 % of the measurement, the MAPE, the share of measurements
 inside the prediction's 90 % interval, and the table per network.
 
@@ -41,6 +42,7 @@ from torch import nn
 
 from perfcast import api
 from perfcast.cli.output import table
+from perfcast.devices import load_device
 from perfcast.frontends.torch import export_module
 from perfcast.profiling.protocol import profile
 
@@ -506,8 +508,11 @@ def main(argv: list[str] | None = None) -> int:
         macs = [api.analyze(path)["macs"] for path in paths]
         rows = api.predict(paths, device=device)
         start = time.monotonic()
+        calibration = load_device(device).made.get("calibration", {})
         measurements = profile(paths, runtime="ort-cpu", threads=1, workers=args.workers,
-                               time_budget_s=args.time_budget, memory=False, single_model_errors=False)
+                               time_budget_s=args.time_budget, memory=False, single_model_errors=False,
+                               reference_baseline_ms=calibration.get("reference_baseline_ms"),
+                               memory_reference_baseline_ms=calibration.get("memory_reference_baseline_ms"))
         seconds = time.monotonic() - start
     measured = np.array([m.latency_ms["median"] if m.ok else np.nan for m in measurements])
     predicted = np.array([r["latency_ms"] for r in rows])

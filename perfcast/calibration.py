@@ -171,6 +171,7 @@ class Measured:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     device: str = ""
+    baselines: tuple[float | None, float | None] = (None, None)  # drift baselines (ms) every label is in
 
     def targets(self) -> dict[str, np.ndarray]:
         """``{target: array}`` of the measured networks; memory (NaN where it was not measured)
@@ -251,7 +252,7 @@ def measure(specs: list[str], runner, *, db: str | None = None, budget_minutes: 
             bar = _ChunkedBar(Progress(len(specs) * (workers + 1), f"calibrate {runner.name}", enabled=progress),
                               workers + 1, len(specs))
             result = Measured([], [], [], [], device=runner.device_name())
-            baselines = (None, None)
+            baselines = store.reference_baselines(device_id)
             start = time.monotonic()
             for first in range(0, len(specs), CHUNK):
                 part = range(first, min(first + CHUNK, len(specs)))
@@ -272,6 +273,7 @@ def measure(specs: list[str], runner, *, db: str | None = None, budget_minutes: 
                     _collect(result, specs[i], graphs[i], m)
             bar.bar.close()
             result.seconds = time.monotonic() - start
+            result.baselines = baselines
         finally:
             store.close()
     return result
@@ -342,7 +344,9 @@ def calibrate(out: str | os.PathLike, *, runtime: str = "ort-cpu", threads: int 
     targets = measured.targets()
     calibration = {"runtime": runtime, "threads": threads, "measured_device": measured.device,
                    "networks": len(specs), "measured": len(measured.specs), "failed": measured.failed,
-                   "skipped_by_budget": measured.skipped, "profiling_s": round(measured.seconds, 1)}
+                   "skipped_by_budget": measured.skipped, "profiling_s": round(measured.seconds, 1),
+                   "reference_baseline_ms": measured.baselines[0],
+                   "memory_reference_baseline_ms": measured.baselines[1]}
     device = adapted_device(measured.graphs, targets, bases, name=name or path.stem,
                             description=f"{measured.device} calibrated on {len(measured.specs)} networks of "
                                         f"the built-in calibration set",

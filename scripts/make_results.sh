@@ -11,7 +11,8 @@
 #      take minutes per fit, times 9 draws per device), and protocol c without the lookup table
 #      (L_METHODS: one column per operator and shape, thousands over three spaces);
 #   3. the multi-device few-shot methods on protocol b (FLOPs as the single-device reference);
-#   4. the local dataset (data/local-ort-cpu), protocols a and c (leave one space out), L_METHODS;
+#   4. the local dataset (data/local-ort-cpu, all 3,315 measurements), protocols a and c (leave one
+#      space out), L_METHODS;
 #   5. the in-distribution reference of the few-shot goals: flops and gbt fitted on every training
 #      network of each public device setting (protocol a, the same test networks as protocol b),
 #      and the measurement noise of HW-NAS-Bench's devices (scripts/label_noise.py).
@@ -35,7 +36,7 @@ mkdir -p "$OUT"
 "$PERFCAST" evaluate --data shared --protocol c --max-rows 1500 --methods "$L_METHODS" --out "$OUT/shared-c"
 "$PERFCAST" evaluate --data shared --protocol b --max-rows 1500 --methods flops \
     --fewshot help,nnlqp,hwfeat,fewshot --out "$OUT/fewshot"
-"$PERFCAST" evaluate --data local --protocol a,c --methods "$L_METHODS" --out "$OUT/local"
+"$PERFCAST" evaluate --data local --protocol a,c --max-rows 4000 --methods "$L_METHODS" --out "$OUT/local"
 "$PERFCAST" evaluate --data shared --protocol a --max-rows 1500 --methods flops,gbt --train-sizes 100,all \
     --out "$OUT/shared-a"
 "$PYTHON" "$(dirname "$0")/label_noise.py" > "$OUT/label-noise.md"

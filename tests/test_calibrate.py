@@ -152,6 +152,11 @@ def test_measurements_are_in_the_store_and_match_the_reported_fit(calibrated):
     assert {r["status"] for r in rows.values()} == {"ok"}
     assert {r["device"] for r in rows.values()} == {summary["calibration"]["measured_device"]}
     assert all(r["peak_memory_bytes"] > 0 and r["batch_size"] == 1 for r in rows.values())
+    # every label is in the drift baselines the device file records
+    c = summary["calibration"]
+    assert c["reference_baseline_ms"] > 0 and c["memory_reference_baseline_ms"] > 0
+    assert all(r["latency_ms_median"] == pytest.approx(r["reference_ratio"] * c["reference_baseline_ms"], rel=1e-9)
+               for r in rows.values())
     # the in-sample errors of the summary are the device's errors on exactly these measurements
     predicted = api.predict(specs, device=out)
     for target, column in (("latency_ms", "latency_ms_median"), ("memory_bytes", "peak_memory_bytes")):

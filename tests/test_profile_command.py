@@ -71,6 +71,16 @@ def test_every_chunk_and_later_run_divides_by_the_device_s_first_baseline(tmp_pa
         env = r["environment"]
         assert (env["reference_baseline_ms"], env["memory_reference_baseline_ms"]) == first
         assert r["latency_ms_median"] == pytest.approx(r["reference_ratio"] * first[0], rel=1e-9)
+    code, _, err = run_cli("profile", "kws:3", "--db", db, "--reference-baseline-ms", "0.25", *FAST)
+    assert code == 0, err
+    with open_store(db) as store:
+        last = store.measurement_rows(with_samples=True)[-1]
+    assert last["environment"]["reference_baseline_ms"] == 0.25
+    assert last["latency_ms_median"] == pytest.approx(last["reference_ratio"] * 0.25, rel=1e-9)
+    code, _, err = run_cli("profile", "kws:4", "--db", db, "--reference-baseline-ms", "-1", *FAST)
+    assert code == 2 and "--reference-baseline-ms" in err and len(err.strip().splitlines()) == 1
+    with open_store(db) as store:
+        assert store.count_networks() == 4 and store.count_measurements() == 4
 
 
 def test_failing_network_does_not_stop_the_batch(tmp_path, run_cli):

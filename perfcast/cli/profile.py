@@ -25,6 +25,11 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="measure again even when a good measurement exists")
     p.add_argument("--max-cv", type=float, default=0.05, metavar="X",
                    help="a stored measurement counts as good when its repeat CV is at most X (default 0.05)")
+    p.add_argument("--reference-baseline-ms", type=float, default=None, metavar="MS",
+                   help="drift baseline of the compute reference (default: that of the device's first stored "
+                        "measurement, else this run's first chunk); a device file from calibrate lists its own")
+    p.add_argument("--memory-reference-baseline-ms", type=float, default=None, metavar="MS",
+                   help="drift baseline of the memory reference (as above)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -35,7 +40,8 @@ def run(args) -> int:
         args.models, runtime=args.runtime, threads=args.threads, db=args.db, manifest=args.manifest,
         batch_size=args.batch_size, workers=args.workers, time_budget_s=args.time_budget, timeout_s=args.timeout,
         chunk=args.chunk, kernels=args.kernels, memory=not args.no_memory, force=args.force, max_cv=args.max_cv,
-        progress=False if args.no_progress else None,
+        progress=False if args.no_progress else None, reference_baseline_ms=args.reference_baseline_ms,
+        memory_reference_baseline_ms=args.memory_reference_baseline_ms,
     )
     if args.json:
         emit_json(summary.measured[0] if len(summary.measured) == 1 and not summary.skipped else summary.measured)

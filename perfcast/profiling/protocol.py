@@ -346,6 +346,13 @@ def _environment(runner: Runner, settings: Settings) -> dict:
     }
 
 
+def check_baselines(compute_ms: float | None, memory_ms: float | None) -> None:
+    """Fixed drift baselines must be positive milliseconds (None: not fixed)."""
+    for name, value in (("reference-baseline-ms", compute_ms), ("memory-reference-baseline-ms", memory_ms)):
+        if value is not None and not value > 0:
+            raise UsageError(f"--{name}", f"must be positive, not {value!r}")
+
+
 def profile(models: list[str | os.PathLike], runtime: str = "ort-cpu", threads: int = 1, workers: int = 3,
             time_budget_s: float = 0.6, memory: bool = True, kernels: bool = False, timeout_s: float = 60.0,
             progress: Progress | None = None, *, reference_baseline_ms: float | None = None,
@@ -373,10 +380,7 @@ def profile(models: list[str | os.PathLike], runtime: str = "ort-cpu", threads: 
     runner = make_runner(runtime, threads)
     if kernels and not runner.supports_kernel_profiles:
         raise UsageError("--kernels", f"kernel profiles need an onnxruntime runtime (ort-cpu, ort-cuda), not {runtime}")
-    for name, value in (("reference-baseline-ms", reference_baseline_ms),
-                        ("memory-reference-baseline-ms", memory_reference_baseline_ms)):
-        if value is not None and not value > 0:
-            raise UsageError(f"--{name}", f"must be positive, not {value!r}")
+    check_baselines(reference_baseline_ms, memory_reference_baseline_ms)
     paths = [str(check_file(m)) for m in models]
     if not paths:
         return []

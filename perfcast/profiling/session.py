@@ -11,7 +11,7 @@ from pathlib import Path
 
 from perfcast.errors import UsageError
 from perfcast.ir.graph import Graph
-from perfcast.profiling.protocol import Measurement, profile
+from perfcast.profiling.protocol import Measurement, check_baselines, profile
 from perfcast.profiling.runners import make_runner
 from perfcast.progress import Progress
 
@@ -111,6 +111,7 @@ def profile_into_store(
         raise UsageError("perfcast profile", "no models given (MODEL... or --from manifest.csv)")
     if chunk < 1:
         raise UsageError("--chunk", f"must be at least 1, not {chunk}")
+    check_baselines(settings.get("reference_baseline_ms"), settings.get("memory_reference_baseline_ms"))
     jobs = _resolve(refs, pairs, batch_size)
     store = open_store(db)
     summary = Summary()
