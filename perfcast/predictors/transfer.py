@@ -25,19 +25,20 @@ device of the public data out in turn (``perfcast evaluate --data shared --proto
 draws, mean over the 49 measured latency settings), the correction moved K = 10 from Spearman
 0.928 / MAPE 6.45 % to 0.932 / 6.27 %, K = 20 from MAPE 6.07 % to 5.38 %, and the TX2's Spearman
 at K = 20 from 0.43 to 0.72.
-With ``own`` (for instance :data:`OWN_METHODS`: PALEO and the operation-wise predictor; none by
-default) and at least ``OWN_MIN_ROWS`` measurements, single-device methods fitted on the
+With ``own`` (by default :data:`OWN_METHODS`: PALEO and the operation-wise predictor; ``()`` turns
+it off) and at least ``OWN_MIN_ROWS`` measurements, single-device methods fitted on the
 measurements themselves join the candidates: a device whose costs no base shares may follow its
-own per-operator costs. Their column is their leave-one-out prediction of each measured row (each
-from a fit without that row),
-so that the map and the stack see how they predict networks they were not fitted on (stacked
-generalisation, Wolpert 1992); they stay only when the stack with them has a lower leave-one-out
-error than the stack of the bases alone (:func:`stack_loo_error`). On the 22 measured latency
-settings of HW-NAS-Bench and HELP's NAS-Bench-201 (leave one device out, the draws of ``perfcast
-evaluate --protocol b``), ``own=OWN_METHODS`` moved the mean Spearman at K = 10 from 0.945 to 0.952
-and the MAPE from 8.67 % to 8.19 % (the Jetson TX2 from 0.60 to 0.70, the Edge TPU down from 0.91 to
-0.89), at K = 20 from 0.960 / 6.89 % to 0.962 / 6.65 %. Its leave-one-out refits cost a fit per
-measured row, and its conformal refits one per pair of rows.
+own per-operator costs. Their column is their out-of-fold prediction of each measured row (from a
+fit without the row's fold; leave-one-out up to ``OWN_FOLDS`` rows), so that the map and the stack
+see how they predict networks they were not fitted on (stacked generalisation, Wolpert 1992); they
+stay only when the stack with them has a lower leave-one-out error than the stack of the bases
+alone (:func:`stack_loo_error`). Over the 49 measured latency settings of the public data (leave
+one device out, the draws of ``perfcast evaluate --protocol b``, point predictions, leave-one-out
+columns), they moved the mean Spearman at K = 10 from 0.932 to 0.935 and the MAPE from 6.26 % to
+5.93 %, at K = 20 from 0.941 / 5.35 % to 0.943 / 5.07 % (the Jetson TX2 at K = 10 from 0.60 to
+0.70; the Edge TPU down from 0.91 to 0.89); adding FLOPs or the kernel-level predictor to them
+changed no mean by more than 0.001 / 0.03 %. A fit costs ``OWN_FOLDS + 1`` fits per method, and
+the conformal leave-one-out refits repeat that once per row (100 rows: about a minute).
 Bases are passed to ``fit(graphs, targets, bases=[...])`` as data, not parameters. Without bases
 the one candidate is a FLOPs-linear model (:mod:`perfcast.predictors.flops`) fitted on the same
 rows, so ``get_predictor("transfer").fit(graphs, targets)`` works like any predictor.
