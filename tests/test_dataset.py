@@ -25,6 +25,7 @@ def test_export_then_load_round_trip(measured, tmp_path):
         counts = export_dataset(src, tmp_path / "ds")
         original = {r["content_hash"]: r for r in src.measurement_rows()}
         kernels_before = sum(src.count_kernel_profiles(r["id"]) for r in original.values())
+        baseline = src.reference_baselines(src.device_rows()[0]["id"])[0]
     assert counts["measurements"] == 2 and counts["kernels"] == kernels_before > 0
     with gzip.open(tmp_path / "ds" / "measurements.csv.gz", "rt") as f:
         header = f.readline().strip().split(",")
@@ -35,7 +36,7 @@ def test_export_then_load_round_trip(measured, tmp_path):
         assert load_dataset(dst, tmp_path / "ds") == {"added": 2, "skipped": 0}
         loaded = {r["content_hash"]: r for r in dst.measurement_rows()}
         assert set(loaded) == set(original)
-        baseline = dst.reference_baselines(dst.device_rows()[0]["id"])[0]
+        assert dst.reference_baselines(dst.device_rows()[0]["id"]) == (None, None)  # imported: not this machine's
         for h, r in loaded.items():
             assert r["source"] == "import:ds"
             assert r["latency_ms_median"] == pytest.approx(original[h]["latency_ms_median"], rel=1e-5)

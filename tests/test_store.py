@@ -187,6 +187,7 @@ def test_reference_baselines_are_those_of_the_device_s_first_measurement_that_ha
     net = store.add_network(tiny_net(), "spec:tiny")
     assert store.reference_baselines(dev) == (None, None)
     store.add_measurement(net, dev, **ok_fields(), environment={"reference_baseline_ms": None})
+    store.add_measurement(net, dev, **ok_fields(), environment={"reference_baseline_ms": 7.0}, source="import:ds")
     store.add_measurement(net, other, **ok_fields(), environment={"reference_baseline_ms": 9.0})
     store.add_measurement(net, dev, **ok_fields(), environment={"reference_baseline_ms": 0.125,
                                                                "memory_reference_baseline_ms": 0.5})

@@ -344,10 +344,12 @@ class Store:
 
     def reference_baselines(self, device_id: int) -> tuple[float | None, float | None]:
         """The drift baselines ``(A, M)`` in ms (:mod:`perfcast.profiling.protocol`) of the device's
-        first measurement that recorded them, ``(None, None)`` when none did."""
+        first measurement that this store's profiler made and that recorded them, ``(None, None)``
+        when none did (an imported dataset's baselines were taken on another machine)."""
         env = Measurement.environment
         compute, memory = env["reference_baseline_ms"].as_float(), env["memory_reference_baseline_ms"].as_float()
-        stmt = (select(compute, memory).where(Measurement.device_id == device_id, compute.is_not(None))
+        stmt = (select(compute, memory).where(Measurement.device_id == device_id, Measurement.source == "profiler",
+                                              compute.is_not(None))
                 .order_by(Measurement.id).limit(1))
         with self.engine.connect() as conn:
             row = conn.execute(stmt).first()
