@@ -237,7 +237,7 @@ def measure(specs: list[str], runner, *, db: str | None = None, budget_minutes: 
     (``workers``, ``time_budget_s``...)."""
     from perfcast import api
     from perfcast.profiling.protocol import profile
-    from perfcast.profiling.session import Job, store_measurement, write_model
+    from perfcast.profiling.session import Job, carried_baselines, store_measurement, write_model
     from perfcast.progress import Progress
     from perfcast.store import open_store
 
@@ -266,8 +266,7 @@ def measure(specs: list[str], runner, *, db: str | None = None, budget_minutes: 
                                        memory_reference_baseline_ms=baselines[1],
                                        single_model_errors=False, **settings)
                 bar.finish()
-                if baselines[0] is None:
-                    baselines = (measurements[0].reference_baseline_ms, measurements[0].memory_reference_baseline_ms)
+                baselines = carried_baselines(baselines, measurements)
                 for i, m in zip(part, measurements):
                     store_measurement(store, m, network_ids[i], device_id, 1)
                     _collect(result, specs[i], graphs[i], m)

@@ -32,12 +32,12 @@ own per-operator costs. Their column is their out-of-fold prediction of each mea
 fit without the row's fold; leave-one-out up to ``OWN_FOLDS`` rows), so that the map and the stack
 see how they predict networks they were not fitted on (stacked generalisation, Wolpert 1992); they
 stay only when the stack with them has a lower leave-one-out error than the stack of the bases
-alone (:func:`stack_loo_error`). Over the 49 measured latency settings of the public data (leave
-one device out, the draws of ``perfcast evaluate --protocol b``, point predictions, leave-one-out
-columns), they moved the mean Spearman at K = 10 from 0.932 to 0.935 and the MAPE from 6.26 % to
-5.93 %, at K = 20 from 0.941 / 5.35 % to 0.943 / 5.07 % (the Jetson TX2 at K = 10 from 0.60 to
-0.70; the Edge TPU down from 0.91 to 0.89); adding FLOPs or the kernel-level predictor to them
-changed no mean by more than 0.001 / 0.03 %. A fit costs ``OWN_FOLDS + 1`` fits per method, and
+alone (:func:`stack_loo_error`). Over the 49 measured latency settings of the public data (``perfcast
+evaluate --data shared --protocol b``: leave one device out, three draws), they moved the mean
+Spearman at K = 10 from 0.932 to 0.935 and the MAPE from 6.26 % to 5.93 %, at K = 20 from
+0.941 / 5.35 % to 0.943 / 5.07 % (the Jetson TX2 at K = 10 from 0.60 to 0.67; the Edge TPU down from
+0.91 to 0.89); adding FLOPs or the kernel-level predictor to them changed no mean by more than
+0.001 / 0.03 % (leave-one-out columns, point predictions). A fit costs ``OWN_FOLDS + 1`` fits per method, and
 the conformal leave-one-out refits repeat that once per row (100 rows: about a minute).
 Bases are passed to ``fit(graphs, targets, bases=[...])`` as data, not parameters. Without bases
 the one candidate is a FLOPs-linear model (:mod:`perfcast.predictors.flops`) fitted on the same

@@ -143,8 +143,7 @@ def profile_into_store(
                                       memory_reference_baseline_ms=baselines[1], **settings)
                 finally:
                     _remove_written(files, folder)
-                if baselines[0] is None and results:
-                    baselines = (results[0].reference_baseline_ms, results[0].memory_reference_baseline_ms)
+                baselines = carried_baselines(baselines, results)
                 for (job, network_id, batch), m in zip(part, results):
                     store_measurement(store, m, network_id, device_id, batch)
                     summary.measured.append(measurement_record(m, job.ref, batch))
@@ -169,6 +168,14 @@ def _baselines(store, device_id: int, settings: dict) -> tuple[float | None, flo
     different chunks differed by a mean of 9.7 %, 6.1 % once both used one baseline."""
     given = (settings.pop("reference_baseline_ms", None), settings.pop("memory_reference_baseline_ms", None))
     return given if any(v is not None for v in given) else store.reference_baselines(device_id)
+
+
+def carried_baselines(baselines: tuple[float | None, float | None],
+                      results: list[Measurement]) -> tuple[float | None, float | None]:
+    """``baselines`` once fixed, else those the first profiling run (``results``) was corrected to."""
+    if baselines[0] is not None or not results:
+        return baselines
+    return results[0].reference_baseline_ms, results[0].memory_reference_baseline_ms
 
 
 def store_measurement(store, m: Measurement, network_id: int, device_id: int, batch: int) -> None:
