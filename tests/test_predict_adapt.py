@@ -304,3 +304,18 @@ def test_bulk_prediction_with_two_workers_matches_one(tmp_path):
 
     with pytest.raises(PerfcastError, match=r"item 10 \(nb201:\|bad\|\)"):
         list(api.predict_many(specs[:9] + ["nb201:|bad|"], chunk=4, workers=2))
+
+
+def test_demo_prints_the_cost_and_the_prediction_of_each_built_in_network(run_cli):
+    from perfcast.cli.demo import DEMO_MODELS
+    from perfcast.cli.output import human
+
+    code, out, err = run_cli("demo")
+    assert code == 0, err
+    lines = out.splitlines()
+    for ref, p in zip(DEMO_MODELS, api.predict(DEMO_MODELS)):
+        row = next(line for line in lines if line.startswith(ref + " "))
+        lo, hi = p["latency_ms_interval"]
+        assert f"{p['latency_ms']:.1f} ({lo:.1f}-{hi:.1f})" in row
+        assert human(api.analyze(ref)["macs"]) in row
+    assert f"predicted for {DEFAULT_DEVICE} by gbt" in out

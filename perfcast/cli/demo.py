@@ -1,4 +1,5 @@
-"""``perfcast demo``: the main job on built-in models, for a first look."""
+"""``perfcast demo``: the main job on built-in models, for a first look: their static cost, and their
+predicted latency and peak memory, with 90 % intervals, on the default device."""
 
 from __future__ import annotations
 
@@ -9,15 +10,25 @@ DEMO_MODELS = ["zoo:resnet18", "zoo:resnet50", "zoo:mobilenet_v2"]
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="analyse a few built-in networks and print a summary table")
+    p = sub.add_parser("demo", help="analyse a few built-in networks and predict them on the default device")
     p.set_defaults(func=run)
+
+
+def _interval(value: float, lo: float, hi: float, fmt) -> str:
+    return f"{fmt(value)} ({fmt(lo)}-{fmt(hi)})"
 
 
 def run(args) -> int:
     rows = []
-    for ref in DEMO_MODELS:
+    predicted = api.predict(DEMO_MODELS)
+    for ref, p in zip(DEMO_MODELS, predicted):
         r = api.analyze(ref)
         rows.append([ref, str(r["nodes"]), human(r["macs"]), f"{r['params']:,}", human_bytes(r["weight_bytes"]),
-                     human_bytes(r["activation_peak_bytes"])])
-    print(table(["model", "nodes", "MACs", "params", "weights", "peak activations"], rows))
+                     human_bytes(r["activation_peak_bytes"]),
+                     _interval(p["latency_ms"], *p["latency_ms_interval"], lambda x: f"{x:.1f}"),
+                     _interval(p["memory_bytes"], *p["memory_bytes_interval"], human_bytes)])
+    print(table(["model", "nodes", "MACs", "params", "weights", "peak activations", "latency ms (90%)",
+                 "peak memory (90%)"], rows))
+    print(f"predicted for {predicted[0]['device']} by {predicted[0]['predictor']}; "
+          f"`perfcast predict MODEL --device NAME_OR_FILE` for another model or device")
     return 0
