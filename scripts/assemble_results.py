@@ -37,6 +37,17 @@ def training_section(path: pathlib.Path, out: pathlib.Path) -> list[str]:
     return lines
 
 
+def unseen_section(path: pathlib.Path) -> list[str]:
+    """What ``benchmarks/calibrate_unseen.py`` printed: this machine calibrated, then networks of
+    families in no space and no zoo entry measured and predicted."""
+    if not path.is_file():
+        return []
+    return ["", "## Calibrated here: networks of unseen families", "",
+            "Command: `benchmarks/calibrate_unseen.py` (runs `perfcast calibrate`, then measures and predicts "
+            "26 plain-PyTorch networks of families that no space and no zoo entry holds; one core).", "",
+            "```", *(line.rstrip() for line in path.read_text(encoding="utf-8").rstrip().splitlines()), "```"]
+
+
 def _records(path: pathlib.Path) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))["records"] if path.is_file() else []
 
@@ -113,6 +124,7 @@ def main(out: pathlib.Path) -> None:
     noise = out / "label-noise.md"
     if noise.is_file():
         text += ["", *noise.read_text(encoding="utf-8").splitlines()]
+    text += unseen_section(out / "unseen.txt")
     text += training_section(out / "training.json", out)
     pathlib.Path("docs/results.md").write_text("\n".join(text) + "\n", encoding="utf-8")
     print("wrote docs/results.md")

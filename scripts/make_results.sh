@@ -15,7 +15,9 @@
 #      space out), L_METHODS;
 #   5. the in-distribution reference of the few-shot goals: flops and gbt fitted on every training
 #      network of each public device setting (protocol a, the same test networks as protocol b),
-#      and the measurement noise of HW-NAS-Bench's devices (scripts/label_noise.py).
+#      and the measurement noise of HW-NAS-Bench's devices (scripts/label_noise.py);
+#   6. this machine calibrated, then 26 networks of unseen families measured and predicted
+#      (benchmarks/calibrate_unseen.py; it measures, so keep the machine otherwise quiet).
 # Usage: scripts/make_results.sh [OUT_DIR]. One core is enough; it takes a few hours on one core.
 # METHODS, B_METHODS, L_METHODS and G_METHODS override the lists of methods.
 set -euo pipefail
@@ -40,4 +42,5 @@ mkdir -p "$OUT"
 "$PERFCAST" evaluate --data shared --protocol a --max-rows 1500 --methods flops,gbt --train-sizes 100,all \
     --out "$OUT/shared-a"
 "$PYTHON" "$(dirname "$0")/label_noise.py" > "$OUT/label-noise.md"
+"$PYTHON" "$(dirname "$0")/../benchmarks/calibrate_unseen.py" > "$OUT/unseen.txt"
 "$PYTHON" "$(dirname "$0")/assemble_results.py" "$OUT"
