@@ -38,16 +38,19 @@ MEASURED = ("edgegpu_latency", "edgegpu_energy", "raspi4_latency", "edgetpu_late
 PAIR = ("cifar10", "cifar100")
 
 
-def paired_values(path: Path, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """The ``column`` values of every cell measured in both networks of :data:`PAIR`."""
-    by_key: dict[tuple[str, str], str] = {}
+def paired_values(path: Path, columns: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per column, its values in both networks of :data:`PAIR` for every cell measured in both."""
+    by_key: dict[tuple[str, str], dict[str, str]] = {}
     with gzip.open(path, "rt", newline="") as f:
         for row in csv.DictReader(f):
-            if row["dataset"] in PAIR and row[column]:
-                by_key[(row["arch_str"], row["dataset"])] = row[column]
-    arches = sorted(a for a, d in by_key if d == PAIR[0] and (a, PAIR[1]) in by_key)
-    return (np.array([float(by_key[(a, PAIR[0])]) for a in arches]),
-            np.array([float(by_key[(a, PAIR[1])]) for a in arches]))
+            if row["dataset"] in PAIR:
+                by_key[(row["arch_str"], row["dataset"])] = row
+    pairs = {}
+    for column in columns:
+        arches = sorted(a for (a, d), row in by_key.items()
+                        if d == PAIR[0] and row[column] and by_key.get((a, PAIR[1]), {}).get(column))
+        pairs[column] = tuple(np.array([float(by_key[(a, d)][column]) for a in arches]) for d in PAIR)
+    return pairs
 
 
 def noise_row(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
@@ -68,8 +71,8 @@ def main(folder: str | None = None) -> None:
              "against one measurement. Command: `python scripts/label_noise.py`.", "",
              "| column | cell pairs | mean difference % | pair Spearman | MAPE floor % | Spearman ceiling |",
              "|---|---|---|---|---|---|"]
-    for column in MEASURED:
-        r = noise_row(*paired_values(path, column))
+    for column, (a, b) in paired_values(path, MEASURED).items():
+        r = noise_row(a, b)
         lines.append(f"| {column} | {r['pairs']} | {r['difference_pct']:.2f} | {r['spearman']:.4f} | "
                      f"{r['mape_floor_pct']:.2f} | {r['spearman_ceiling']:.4f} |")
     print("\n".join(lines))

@@ -1,5 +1,6 @@
 """A measured dataset exported to compact files loads back into another store unchanged."""
 
+import csv
 import gzip
 
 import pytest
@@ -79,5 +80,11 @@ def test_rebase_dataset_rewrites_the_folder_and_refuses_other_files(measured, tm
     with open_store(measured) as src:
         export_dataset(src, tmp_path / "ds")
     assert rebase_dataset(tmp_path / "ds") == 0  # one run of the profiler: one baseline already
+    with gzip.open(tmp_path / "ds" / "measurements.csv.gz", "rt") as f:
+        rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]
+    assert len(rows) == 2 and len({r["reference_baseline_ms"] for r in rows}) == 1
+    for r in rows:
+        assert float(r["latency_ms_median"]) == pytest.approx(
+            float(r["reference_ratio"]) * float(r["reference_baseline_ms"]), rel=1e-5)
     with pytest.raises(UsageError, match="not a dataset folder"):
         rebase_dataset(tmp_path / "none")

@@ -20,9 +20,10 @@ def _interval(value: float, lo: float, hi: float, fmt) -> str:
 
 def run(args) -> int:
     rows = []
-    predicted = api.predict(DEMO_MODELS)
-    for ref, p in zip(DEMO_MODELS, predicted):
-        r = api.analyze(ref)
+    graphs = [api.load(ref) for ref in DEMO_MODELS]  # built once, for the analysis and the prediction
+    predicted = api.predict(graphs)
+    for ref, graph, p in zip(DEMO_MODELS, graphs, predicted):
+        r = api.analyze(graph)
         rows.append([ref, str(r["nodes"]), human(r["macs"]), f"{r['params']:,}", human_bytes(r["weight_bytes"]),
                      human_bytes(r["activation_peak_bytes"]),
                      _interval(p["latency_ms"], *p["latency_ms_interval"], lambda x: f"{x:.1f}"),

@@ -37,8 +37,8 @@ evaluate --data shared --protocol b``: leave one device out, three draws), they 
 Spearman at K = 10 from 0.932 to 0.935 and the MAPE from 6.26 % to 5.93 %, at K = 20 from
 0.941 / 5.35 % to 0.943 / 5.07 % (the Jetson TX2 at K = 10 from 0.60 to 0.67; the Edge TPU down from
 0.91 to 0.89); adding FLOPs or the kernel-level predictor to them changed no mean by more than
-0.001 / 0.03 % (leave-one-out columns, point predictions). A fit costs ``OWN_FOLDS + 1`` fits per method, and
-the conformal leave-one-out refits repeat that once per row (100 rows: about a minute).
+0.001 / 0.03 % (leave-one-out columns, point predictions). A fit costs ``OWN_FOLDS + 1`` fits per
+method, and the conformal leave-one-out refits repeat that once per row (100 rows: about a minute).
 Bases are passed to ``fit(graphs, targets, bases=[...])`` as data, not parameters. Without bases
 the one candidate is a FLOPs-linear model (:mod:`perfcast.predictors.flops`) fitted on the same
 rows, so ``get_predictor("transfer").fit(graphs, targets)`` works like any predictor.
@@ -76,7 +76,7 @@ from perfcast.predictors.features import GraphStats, graph_stats
 from perfcast.predictors.flops import FlopsLinear
 
 LOO_MAX_ROWS = 100
-OWN_CHOICES = ("flops", "paleo", "opwise", "kernel")  # cheap to refit once per measured row
+OWN_CHOICES = ("flops", "paleo", "opwise", "kernel")  # cheap to refit once per fold
 OWN_METHODS = ("paleo", "opwise")
 OWN_MIN_ROWS = 5
 OWN_FOLDS = 10
