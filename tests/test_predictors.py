@@ -227,6 +227,14 @@ def test_features_of_mobilenet_v2():
     assert sum(row[f"{f}_count"] for f in FAMILIES) == row["nodes"] == len(g.nodes)
     assert sum(row[f"{f}_macs"] for f in FAMILIES) == row["macs"]
     assert (row["batch"], row["input_elems"]) == (1, 3 * 96 * 96)
+    # storage: the classifier's weight and bias, the largest weight (its matrix) and output (the
+    # second block's 1x1 expansion to 96 channels at 48x48); no weight is shared, so the families'
+    # weight bytes add up to the graph's
+    assert row["gemm_weight_bytes"] == 4 * (1280 * 1000 + 1000)
+    assert row["max_weight_bytes"] == 4 * 1280 * 1000
+    assert row["max_out_bytes"] == row["conv_max_out_bytes"] == 4 * 96 * 48 * 48
+    assert sum(row[f"{f}_weight_bytes"] for f in FAMILIES) == row["weight_bytes"]
+    assert row["pool_weight_bytes"] == 0 and row["pool_out_bytes"] == 4 * 1280
     assert graph_stats(g) is graph_stats(g)  # cached per graph object
     # across objects by content hash once the hash is known (graphs of the store and the evaluation)
     first, again = load("zoo:mobilenet_v2?res=96"), load("zoo:mobilenet_v2?res=96")

@@ -14,6 +14,14 @@ One row per graph, with named columns:
 - dataflow between families: ``flow_<a>_<b>`` counts the edges from an operator of family ``a``
   to one of family ``b`` where both still run after folding (the producer-consumer pairs that
   runtimes fuse into one kernel, or launch as two);
+- storage (after the structure counts, so the summary columns keep their place): ``max_weight_bytes``
+  and ``max_out_bytes``, the largest constant input and output tensor, and per op family
+  ``<family>_weight_bytes`` (constant inputs: weights, and tensors computed from constants only),
+  ``<family>_out_bytes`` and ``<family>_max_out_bytes``. A runtime copies, re-lays out or prepacks
+  weights by the operator that reads them, and plans activations around its largest tensors; on
+  the local dataset (onnxruntime CPU) these columns lowered gbt's cross-fitted MAPE (5 folds by
+  network, all 3,315 measurements) from 5.3 % to 4.6 % on peak memory and from 6.7 % to 6.5 % on
+  latency;
 - structure: ``wl_<i>`` are Weisfeiler-Lehman subtree counts (the graph kernel of Shervashidze et
   al., JMLR 2011, used as NAS features by Ru et al., ICLR 2021), hashed into :data:`WL_BUCKETS`
   buckets. A node's label starts as its op type, marked when folding removes it; each of
@@ -89,7 +97,9 @@ TOTALS = ("macs", "flops", "params", "bytes_read", "bytes_written", "weight_byte
           "nodes", "batch", "input_elems", "live_macs", "live_flops", "live_bytes", "live_nodes")
 COLUMNS: tuple[str, ...] = TOTALS + tuple(
     f"{fam}_{what}" for fam in FAMILIES for what in ("macs", "flops", "bytes", "count")
-) + tuple(f"flow_{a}_{b}" for a in FAMILIES for b in FAMILIES) + tuple(f"wl_{i}" for i in range(WL_BUCKETS))
+) + tuple(f"flow_{a}_{b}" for a in FAMILIES for b in FAMILIES) + tuple(f"wl_{i}" for i in range(WL_BUCKETS)) + (
+    "max_weight_bytes", "max_out_bytes",
+) + tuple(f"{fam}_{what}" for fam in FAMILIES for what in ("weight_bytes", "out_bytes", "max_out_bytes"))
 _COLUMN_INDEX = {c: i for i, c in enumerate(COLUMNS)}
 N_AGGREGATE = COLUMNS.index(f"flow_{FAMILIES[0]}_{FAMILIES[0]}")  # totals and per-family columns come first
 N_SUMMARY = COLUMNS.index("wl_0")  # every column before the structure counts
@@ -300,6 +310,7 @@ def compute_stats(graph: Graph) -> GraphStats:
         row[_COLUMN_INDEX[f"{fam}_bytes"]] += moved
         flops.append(cost.flops)
         nbytes.append(moved)
+    _storage(graph, families, row)
     producer: dict[str, int] = {}
     producers: list[list[int]] = []
     for i, node in enumerate(graph.nodes):
@@ -310,8 +321,33 @@ def compute_stats(graph: Graph) -> GraphStats:
                 if running[j]:
                     row[_COLUMN_INDEX[f"flow_{families[j]}_{families[i]}"]] += 1
         producer.update((o, i) for o in node.outputs if o)
-    row[N_SUMMARY:] = wl_counts([n.op_type for n in graph.nodes], running, producers)
+    row[N_SUMMARY:N_SUMMARY + WL_BUCKETS] = wl_counts([n.op_type for n in graph.nodes], running, producers)
     return GraphStats(graph.known_hash, row, np.asarray(flops, float), np.asarray(nbytes, float), graph=graph)
+
+
+def _storage(graph: Graph, families: Sequence[str], row: np.ndarray) -> None:
+    """Fill the storage columns of ``row``: per family the bytes of its constant inputs (weights,
+    and tensors computed from constants only), of its outputs, and its largest output; over the
+    graph the largest weight and output tensors."""
+    const = {name for name, t in graph.tensors.items() if t.constant}
+    largest_weight = largest_out = 0
+    for node, fam in zip(graph.nodes, families):
+        ins = [t for n in node.inputs if n and n in const and (t := graph.tensor(n)) is not None and t.known]
+        outs = [t for n in node.outputs if n and (t := graph.tensor(n)) is not None and t.known]
+        weights = sum(t.nbytes for t in ins)
+        out = [t.nbytes for t in outs]
+        row[_COLUMN_INDEX[f"{fam}_weight_bytes"]] += weights
+        row[_COLUMN_INDEX[f"{fam}_out_bytes"]] += sum(out)
+        if out:
+            top = max(out)
+            largest_out = max(largest_out, top)
+            row[_COLUMN_INDEX[f"{fam}_max_out_bytes"]] = max(row[_COLUMN_INDEX[f"{fam}_max_out_bytes"]], top)
+        if ins:
+            largest_weight = max(largest_weight, max(t.nbytes for t in ins))
+        if node.inputs and all(n in const for n in node.inputs if n):
+            const.update(o for o in node.outputs if o)
+    row[_COLUMN_INDEX["max_weight_bytes"]] = largest_weight
+    row[_COLUMN_INDEX["max_out_bytes"]] = largest_out
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
