@@ -14,9 +14,9 @@ import pytest
 from perfcast.api import load
 from perfcast.errors import ModelLoadError, UsageError
 from perfcast.predictors import Predictor, get_predictor, predictor_names
-from perfcast.predictors.base import (MIN_RELATIVE_WIDTH, OOD_WIDENING, UNSEEN_FAMILY_WIDTH, cluster_labels,
+from perfcast.predictors.base import (MIN_RELATIVE_WIDTH, OOD_WIDENING, UNSEEN_FAMILY_WIDTH, _log_features, cluster_labels,
                                      conformal_quantile)
-from perfcast.predictors.features import COLUMNS, FAMILIES, graph_features, graph_stats
+from perfcast.predictors.features import COLUMNS, FAMILIES, N_STORAGE, graph_features, graph_stats
 from perfcast.spaces.registry import sample_specs
 
 N_TRAIN = 100
@@ -235,6 +235,12 @@ def test_features_of_mobilenet_v2():
     assert row["max_out_bytes"] == row["conv_max_out_bytes"] == 4 * 96 * 48 * 48
     assert sum(row[f"{f}_weight_bytes"] for f in FAMILIES) == row["weight_bytes"]
     assert row["pool_weight_bytes"] == 0 and row["pool_out_bytes"] == 4 * 1280
+    # only memory is learned from them: latency and energy see every column before them
+    stats = [graph_stats(g)]
+    assert _log_features(stats, "memory_bytes").shape == (1, len(COLUMNS))
+    for target in ("latency_ms", "energy_mj", None):
+        assert _log_features(stats, target).shape == (1, N_STORAGE)
+    assert COLUMNS[N_STORAGE:][:2] == ("max_weight_bytes", "max_out_bytes")
     assert graph_stats(g) is graph_stats(g)  # cached per graph object
     # across objects by content hash once the hash is known (graphs of the store and the evaluation)
     first, again = load("zoo:mobilenet_v2?res=96"), load("zoo:mobilenet_v2?res=96")

@@ -91,7 +91,7 @@ import numpy as np
 from perfcast.analysis.liveness import folded_graph
 from perfcast.errors import ModelLoadError, UsageError
 from perfcast.ir.graph import Graph
-from perfcast.predictors.features import COLUMNS, N_SUMMARY, GraphStats, graph_stats
+from perfcast.predictors.features import COLUMNS, N_STORAGE, N_SUMMARY, GraphStats, graph_stats
 
 TARGETS = ("latency_ms", "energy_mj", "memory_bytes")
 FORMAT = "perfcast-predictor"
@@ -295,8 +295,10 @@ def conformal_quantile(sorted_residuals: np.ndarray, alpha: float) -> float:
     return max(float(sorted_residuals[-1]), float(student_t.ppf(1.0 - alpha / 2.0, n)) * spread, MIN_RELATIVE_WIDTH)
 
 
-def _log_features(stats: Sequence[GraphStats]) -> np.ndarray:
-    return np.log1p(np.maximum(np.vstack([s.row for s in stats]), 0.0))
+def _log_features(stats: Sequence[GraphStats], target: str | None = None) -> np.ndarray:
+    """``log1p`` feature rows for learning ``target``: the storage columns only for memory."""
+    end = len(COLUMNS) if target == "memory_bytes" else N_STORAGE
+    return np.log1p(np.maximum(np.vstack([s.row[:end] for s in stats]), 0.0))
 
 
 def domain_features(stats: Sequence[GraphStats]) -> np.ndarray:

@@ -18,10 +18,13 @@ One row per graph, with named columns:
   and ``max_out_bytes``, the largest constant input and output tensor, and per op family
   ``<family>_weight_bytes`` (constant inputs: weights, and tensors computed from constants only),
   ``<family>_out_bytes`` and ``<family>_max_out_bytes``. A runtime copies, re-lays out or prepacks
-  weights by the operator that reads them, and plans activations around its largest tensors; on
-  the local dataset (onnxruntime CPU) these columns lowered gbt's cross-fitted MAPE (5 folds by
-  network, all 3,315 measurements) from 5.3 % to 4.6 % on peak memory and from 6.7 % to 6.5 % on
-  latency;
+  weights by the operator that reads them, and plans activations around its largest tensors.
+  Predictors read them for ``memory_bytes`` only (:func:`perfcast.predictors.base._log_features`).
+  On the local dataset (onnxruntime CPU, ``perfcast evaluate --data local``), gbt's memory MAPE
+  on held-out networks of seen spaces fell from 5.5 % to 4.6 %. For latency they lowered that
+  MAPE from 7.0 % to 6.9 % but cut the share within +-10 % on a left-out space from 49 % to 44 %
+  (mean over the 13 spaces; FBNet 51 to 22 %, GPT 61 to 12 %): trees split on the weight layout
+  of the spaces they know, which says little about the time of a new one;
 - structure: ``wl_<i>`` are Weisfeiler-Lehman subtree counts (the graph kernel of Shervashidze et
   al., JMLR 2011, used as NAS features by Ru et al., ICLR 2021), hashed into :data:`WL_BUCKETS`
   buckets. A node's label starts as its op type, marked when folding removes it; each of
@@ -103,6 +106,7 @@ COLUMNS: tuple[str, ...] = TOTALS + tuple(
 _COLUMN_INDEX = {c: i for i, c in enumerate(COLUMNS)}
 N_AGGREGATE = COLUMNS.index(f"flow_{FAMILIES[0]}_{FAMILIES[0]}")  # totals and per-family columns come first
 N_SUMMARY = COLUMNS.index("wl_0")  # every column before the structure counts
+N_STORAGE = COLUMNS.index("max_weight_bytes")  # the storage columns come last, from here
 
 
 class GraphStats:

@@ -132,7 +132,7 @@ class GradientBoostedTrees(Predictor):
             model["prior_floor"] = np.array([_PRIOR_FLOOR * max(float(y.min()), _LABEL_FLOOR)])
         params = _booster_params(self.num_leaves, self.learning_rate, self.min_data_in_leaf, self.seed)
         label = np.log(np.maximum(y, _LABEL_FLOOR)) - _log_prior(model, target, rows)
-        data = lightgbm.Dataset(_log_features(stats), label, params=params)
+        data = lightgbm.Dataset(_log_features(stats, target), label, params=params)
         model["booster"] = lightgbm.train(params, data, num_boost_round=self.n_estimators).model_to_string()
         return model
 
@@ -168,7 +168,7 @@ class GradientBoostedTrees(Predictor):
 
     def _predict_target(self, target: str, model: Mapping, stats: list[GraphStats]) -> np.ndarray:
         rows = np.vstack([s.row for s in stats])
-        trees = _booster(model["booster"]).predict(_log_features(stats), num_threads=1)
+        trees = _booster(model["booster"]).predict(_log_features(stats, target), num_threads=1)
         return np.exp(_log_prior(model, target, rows) + trees)
 
     def update(self, graphs: Sequence[Graph], targets: Mapping[str, Sequence[float]]) -> "GradientBoostedTrees":

@@ -135,12 +135,12 @@ class LstmGbm(TorchPredictor):
             weights = optimise(_network(self.hidden, self.chunk, self.seed), packed, y[:, None], labels,
                                self._training())
         model = {"x_mean": scale["mean"], "x_std": scale["std"], **labels.arrays(), **weights}
-        features = np.hstack([self._embeddings(model, stats), _log_features(stats)])
+        features = np.hstack([self._embeddings(model, stats), _log_features(stats, target)])
         params = _booster_params(self.num_leaves, self.gbm_learning_rate, self.min_data_in_leaf, self.seed)
         data = lightgbm.Dataset(features, np.log(np.maximum(y, _LABEL_FLOOR)), params=params)
         model["booster"] = lightgbm.train(params, data, num_boost_round=self.n_estimators).model_to_string()
         return model
 
     def _predict_target(self, target: str, model: Mapping, stats: list[GraphStats]) -> np.ndarray:
-        features = np.hstack([self._embeddings(model, stats), _log_features(stats)])
+        features = np.hstack([self._embeddings(model, stats), _log_features(stats, target)])
         return np.exp(_booster(model["booster"]).predict(features, num_threads=1))
