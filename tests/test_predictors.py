@@ -14,8 +14,8 @@ import pytest
 from perfcast.api import load
 from perfcast.errors import ModelLoadError, UsageError
 from perfcast.predictors import Predictor, get_predictor, predictor_names
-from perfcast.predictors.base import (MIN_RELATIVE_WIDTH, OOD_WIDENING, UNSEEN_FAMILY_WIDTH, _log_features, cluster_labels,
-                                     conformal_quantile)
+from perfcast.predictors.base import (MIN_RELATIVE_WIDTH, OOD_WIDENING, UNSEEN_FAMILY_WIDTH, _log_features,
+                                     cluster_labels, conformal_quantile)
 from perfcast.predictors.features import COLUMNS, FAMILIES, N_STORAGE, graph_features, graph_stats
 from perfcast.spaces.registry import sample_specs
 

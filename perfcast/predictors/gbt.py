@@ -14,7 +14,8 @@ beyond the training range a plain ensemble returns the value of its outermost le
 baseline keeps scaling with the work and the trees only correct its ratio. On the local dataset
 (onnxruntime CPU, one thread; ``perfcast evaluate --data local``) the baseline lowered the latency
 MAPE from 9.7 % to 8.5 % and the memory MAPE from 8.0 % to 6.9 % (8.5 % to 7.0 % and 6.8 % to 5.5 %
-on all 2,632 training measurements after the dataset's rebasing to one drift baseline), and raised the share within
+on all 2,632 training measurements after the dataset's rebasing to one drift baseline; memory 4.6 % with
+the storage features of :mod:`perfcast.predictors.features`), and raised the share within
 +-10 % on a left-out space from 39 % to 45 % (mean over the 13 spaces); after ``perfcast
 calibrate``, 26 networks of families in no space (``benchmarks/calibrate_unseen.py``) were
 predicted with a MAPE of 21 % instead of 50 %. ``prior="none"`` is TVM's plain model. The
