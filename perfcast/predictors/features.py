@@ -333,23 +333,27 @@ def _storage(graph: Graph, families: Sequence[str], row: np.ndarray) -> None:
     """Fill the storage columns of ``row``: per family the bytes of its constant inputs (weights,
     and tensors computed from constants only), of its outputs, and its largest output; over the
     graph the largest weight and output tensors."""
+    size = {name: t.nbytes for name, t in graph.tensors.items() if t.known}
     const = {name for name, t in graph.tensors.items() if t.constant}
     largest_weight = largest_out = 0
+    sums: dict[str, list[int]] = {}
     for node, fam in zip(graph.nodes, families):
-        ins = [t for n in node.inputs if n and n in const and (t := graph.tensor(n)) is not None and t.known]
-        outs = [t for n in node.outputs if n and (t := graph.tensor(n)) is not None and t.known]
-        weights = sum(t.nbytes for t in ins)
-        out = [t.nbytes for t in outs]
-        row[_COLUMN_INDEX[f"{fam}_weight_bytes"]] += weights
-        row[_COLUMN_INDEX[f"{fam}_out_bytes"]] += sum(out)
+        weights = [size.get(n, 0) for n in node.inputs if n in const]
+        out = [size.get(n, 0) for n in node.outputs if n]
+        acc = sums.setdefault(fam, [0, 0, 0])
+        acc[0] += sum(weights)
+        acc[1] += sum(out)
         if out:
-            top = max(out)
-            largest_out = max(largest_out, top)
-            row[_COLUMN_INDEX[f"{fam}_max_out_bytes"]] = max(row[_COLUMN_INDEX[f"{fam}_max_out_bytes"]], top)
-        if ins:
-            largest_weight = max(largest_weight, max(t.nbytes for t in ins))
-        if node.inputs and all(n in const for n in node.inputs if n):
+            acc[2] = max(acc[2], max(out))
+            largest_out = max(largest_out, acc[2])
+        if weights:
+            largest_weight = max(largest_weight, max(weights))
+        if node.inputs and len(weights) == len(node.inputs) - node.inputs.count(""):
             const.update(o for o in node.outputs if o)
+    for fam, (weights, out, top) in sums.items():
+        row[_COLUMN_INDEX[f"{fam}_weight_bytes"]] = weights
+        row[_COLUMN_INDEX[f"{fam}_out_bytes"]] = out
+        row[_COLUMN_INDEX[f"{fam}_max_out_bytes"]] = top
     row[_COLUMN_INDEX["max_weight_bytes"]] = largest_weight
     row[_COLUMN_INDEX["max_out_bytes"]] = largest_out
 
