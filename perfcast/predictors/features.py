@@ -335,7 +335,7 @@ def _storage(graph: Graph, families: Sequence[str], row: np.ndarray) -> None:
     graph the largest weight and output tensors."""
     size = {name: t.nbytes for name, t in graph.tensors.items() if t.known}
     const = {name for name, t in graph.tensors.items() if t.constant}
-    largest_weight = largest_out = 0
+    largest_weight = 0
     sums: dict[str, list[int]] = {}
     for node, fam in zip(graph.nodes, families):
         weights = [size.get(n, 0) for n in node.inputs if n in const]
@@ -343,19 +343,16 @@ def _storage(graph: Graph, families: Sequence[str], row: np.ndarray) -> None:
         acc = sums.setdefault(fam, [0, 0, 0])
         acc[0] += sum(weights)
         acc[1] += sum(out)
-        if out:
-            acc[2] = max(acc[2], max(out))
-            largest_out = max(largest_out, acc[2])
-        if weights:
-            largest_weight = max(largest_weight, max(weights))
-        if node.inputs and len(weights) == len(node.inputs) - node.inputs.count(""):
+        acc[2] = max([acc[2], *out])
+        largest_weight = max([largest_weight, *weights])
+        if node.inputs and all(n in const for n in node.inputs if n):  # as in node_table
             const.update(o for o in node.outputs if o)
     for fam, (weights, out, top) in sums.items():
         row[_COLUMN_INDEX[f"{fam}_weight_bytes"]] = weights
         row[_COLUMN_INDEX[f"{fam}_out_bytes"]] = out
         row[_COLUMN_INDEX[f"{fam}_max_out_bytes"]] = top
     row[_COLUMN_INDEX["max_weight_bytes"]] = largest_weight
-    row[_COLUMN_INDEX["max_out_bytes"]] = largest_out
+    row[_COLUMN_INDEX["max_out_bytes"]] = max((top for _, _, top in sums.values()), default=0)
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
