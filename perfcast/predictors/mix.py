@@ -1,0 +1,182 @@
+"""perfcast's own single-device predictor: the trees where a network is like the training networks,
+and a weighted geometric mean of the trees and the operator-summing models where it is not.
+
+Gradient-boosted trees (:mod:`perfcast.predictors.gbt`) are the most accurate method on networks
+like their training networks, and they cannot extrapolate: on a network of a new family their
+leaves hold the costs of other families. Methods that price operators one by one and add them up
+(the kernel-level model of nn-Meter, the operation-wise model, PALEO's roofline) are less accurate
+in distribution, and their errors on a new family are different ones. So each member is fitted,
+and per target two sets of weights combine the members' log predictions (non-negative, summing to
+one: a weighted geometric mean), each fitted to least absolute log error on predictions of
+networks the member was not fitted on (:func:`simplex_weights`):
+
+- ``in``: the members' cross-fitted predictions over ``CONFORMAL_FOLDS`` random folds;
+- ``out``: their predictions of whole families left out in turn (the groups of
+  :func:`perfcast.predictors.base.cluster_splits`: spaces, else k-means clusters), on the held-out
+  networks that the others' domain check calls out of domain.
+
+A network takes the ``in`` weights when it is inside the domain of the training networks and the
+``out`` weights when it is not. That check is made by a gate stored inside the model (the domain
+check of :mod:`perfcast.predictors.base` over at most ``gate_rows`` training networks drawn with a
+fixed seed, and every training family), so a model copied into another predictor (a transfer
+device's base) gates alike. Conformal residuals are those of the same cross-fitted predictions:
+the combined ``in`` predictions for in-domain intervals, the combined ``out`` predictions for
+out-of-domain ones. A member with zero weight in both sets is not evaluated when predicting.
+
+On the local dataset (onnxruntime CPU; ``perfcast evaluate --data local --protocol a,c``), this
+kept gbt's accuracy on held-out networks of the training spaces and raised the share within
++-10 % on a space left out of training (see docs/results.md).
+
+Each member's model is stored inside the mix's model under ``m<j>:<key>``, the weights as
+``w_in`` / ``w_out`` and the gate as ``gate:<key>``; no pickle.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from perfcast.errors import UsageError
+from perfcast.predictors.base import (
+    OOD_MIN_RESIDUALS,
+    Predictor,
+    cluster_splits,
+    extrapolation_residuals,
+    fit_domain,
+    get_predictor,
+    in_domain_mask,
+    predictor_class,
+    random_splits,
+    register_predictor,
+    relative_residuals,
+)
+from perfcast.predictors.features import GraphStats
+
+MEMBERS = ("gbt", "kernel", "opwise", "paleo")
+GATE_ROWS = 256
+_FLOOR = 1e-12
+_SEP = ":"
+
+
+def simplex_weights(logs: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Weights ``w >= 0`` with ``sum(w) = 1`` minimising the mean absolute log error
+    ``mean |logs w - t|`` (a linear programme; because the weights sum to one,
+    ``logs w - t = (logs - t) w``). Absolute rather than squared error: a few networks that every
+    member misses by a factor would otherwise choose the weights for all the others."""
+    from scipy import sparse  # imported on first fit, not when predicting
+    from scipy.optimize import linprog
+
+    errors = np.asarray(logs, float) - np.asarray(t, float)[:, None]
+    n, m = errors.shape
+    # variables: w (m), then over- and under-prediction of each row (n each), all >= 0
+    cost = np.r_[np.zeros(m), np.ones(2 * n)]
+    eye = sparse.identity(n, format="csr")
+    rows = sparse.hstack([sparse.csr_matrix(errors), -eye, eye])
+    total = sparse.csr_matrix(np.r_[np.ones(m), np.zeros(2 * n)][None, :])
+    fit = linprog(cost, A_eq=sparse.vstack([rows, total], format="csr"), b_eq=np.r_[np.zeros(n), 1.0],
+                  bounds=(0, None), method="highs")
+    w = np.maximum(fit.x[:m], 0.0) if fit.success else np.zeros(m)
+    if not w.sum() > 0:
+        w = np.eye(m)[int(np.argmin(np.abs(errors).mean(axis=0)))]
+    return w / w.sum()
+
+
+@register_predictor("mix")
+class Mix(Predictor):
+    """Members' log predictions combined with one set of weights in domain and another out of it."""
+
+    def __init__(self, members: Sequence[str] = MEMBERS, member_params: Mapping[str, Mapping] | None = None,
+                 gate_rows: int = GATE_ROWS, seed: int = 0) -> None:
+        self.members = tuple(members) if isinstance(members, (list, tuple)) else members
+        self.member_params = member_params
+        self.gate_rows = gate_rows
+        self.seed = seed
+
+    def _check_params(self) -> None:
+        members = self.members
+        if not isinstance(members, tuple) or not members or not all(isinstance(m, str) for m in members):
+            raise UsageError("members", f"must be a non-empty list of predictor names, not {members!r}")
+        if len(set(members)) != len(members):
+            raise UsageError("members", f"names a predictor twice: {list(members)}")
+        for name in members:
+            if name == self.name or predictor_class(name) is type(self):
+                raise UsageError("members", "a mix cannot hold a mix")
+        params = self.member_params or {}
+        if not isinstance(params, Mapping) or not all(k in members and isinstance(v, Mapping) for k, v in params.items()):
+            raise UsageError("member_params", "must map member names to parameter objects")
+        for name, value in (("gate_rows", self.gate_rows), ("seed", self.seed)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "gate_rows" else 0):
+                raise UsageError(name, f"must be an integer >= {2 if name == 'gate_rows' else 0}, not {value!r}")
+        for member in self._members():
+            member._check_params()
+
+    def _members(self) -> list[Predictor]:
+        params = self.member_params or {}
+        return [get_predictor(name, **dict(params.get(name, {}))) for name in self.members]
+
+    # -- fitting ------------------------------------------------------------------------------
+    def _learn_target(self, target: str, stats: list[GraphStats], y: np.ndarray, profiles=None) -> None:
+        members = self._members()
+        t = np.log(np.maximum(y, _FLOOR))
+
+        def fitted(member: Predictor, rows: np.ndarray) -> dict:
+            sub = [stats[i] for i in rows]
+            sub_profiles = None if profiles is None else [profiles[i] for i in rows]
+            folds, sub_stats = member._folding(sub, y[rows], sub_profiles)
+            return member._stamp_folding(member._fit_target_profiled(target, sub_stats, y[rows], sub_profiles), folds)
+
+        def logs(rest: np.ndarray, held: np.ndarray) -> np.ndarray:
+            held_stats = [stats[i] for i in held]
+            return np.column_stack([np.log(np.maximum(m.predict_model(target, fitted(m, rest), held_stats), _FLOOR))
+                                    for m in members])
+
+        inside = np.empty((len(stats), len(members)))
+        for held, rest in random_splits(len(stats)):
+            inside[held] = logs(rest, held)
+        w_in = simplex_weights(inside, t)
+        splits = cluster_splits(stats)
+        if splits:
+            rows = np.concatenate([held for held, _, _ in splits])
+            outside = np.concatenate([out for _, _, out in splits])
+            away = np.vstack([logs(rest, held) for held, rest, _ in splits])
+            use = outside if int(outside.sum()) >= OOD_MIN_RESIDUALS else np.ones(rows.size, bool)
+            w_out = simplex_weights(away[use], t[rows][use])
+            self.ood_residuals_[target] = extrapolation_residuals(
+                relative_residuals(y[rows], np.exp(away @ w_out)), outside)
+        else:
+            w_out = w_in
+            self.ood_residuals_[target] = np.zeros(0)
+        self.residuals_[target] = np.sort(relative_residuals(y, np.exp(inside @ w_in)))
+        everything = np.arange(len(stats))
+        model: dict = {"w_in": w_in, "w_out": w_out}
+        for j, member in enumerate(members):
+            if w_in[j] > 0 or w_out[j] > 0:
+                model.update({f"m{j}{_SEP}{k}": v for k, v in fitted(member, everything).items()})
+        gate = np.random.default_rng(self.seed).permutation(len(stats))[: self.gate_rows]
+        model.update({f"gate{_SEP}{k}": v for k, v in fit_domain([stats[i] for i in np.sort(gate)]).items()})
+        self.models_[target] = model
+
+    # -- predicting ---------------------------------------------------------------------------
+    def _predict_target(self, target: str, model: Mapping, stats: list[GraphStats]) -> np.ndarray:
+        w_in, w_out = (np.asarray(model[k], float).reshape(-1) for k in ("w_in", "w_out"))
+        gate = {k.split(_SEP, 1)[1]: np.asarray(v) for k, v in model.items() if k.startswith(f"gate{_SEP}")}
+        inside = in_domain_mask(gate, stats)
+        out = np.zeros(len(stats))
+        for j, member in enumerate(self._members()):
+            weight = np.where(inside, w_in[j], w_out[j])
+            if not (weight > 0).any():
+                continue
+            prefix = f"m{j}{_SEP}"
+            sub = {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)}
+            out += weight * np.log(np.maximum(member.predict_model(target, sub, stats), _FLOOR))
+        return np.exp(out)
+
+    def weights(self, target: str = "latency_ms") -> dict[str, dict[str, float]]:
+        """The fitted weights of ``target`` per member: ``{"in": {...}, "out": {...}}``."""
+        self._fitted()
+        if target not in self.models_:
+            raise UsageError("target", f"no model fitted for {target!r}")
+        model = self.models_[target]
+        return {side: {name: float(w) for name, w in zip(self.members, np.asarray(model[f"w_{side}"]).reshape(-1))}
+                for side in ("in", "out")}
