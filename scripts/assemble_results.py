@@ -27,13 +27,17 @@ def training_section(path: pathlib.Path, out: pathlib.Path) -> list[str]:
     data = json.loads(path.read_text(encoding="utf-8"))
     data["command"] = data["command"].replace(str(out), "OUT")
     lines = ["", "## Shipped devices: training", "",
-             f"Command: `{data['command']}` (one core). Method {data['method']} with {data['params']}; "
-             "'graphs' is building the networks from their specs, 'training' the features and the fit "
-             "(conformal residuals included).", "",
-             "| device | networks | targets | file KiB | graphs s | training s |", "|---|---|---|---|---|---|"]
+             f"Command: `{data['command']}` (one core). 'graphs' is building the networks from their specs, "
+             "'training' the features and the fit (conformal residuals included).", "",
+             "| device | method | networks | targets | file KiB | graphs s | training s |",
+             "|---|---|---|---|---|---|---|"]
     for d in data["devices"]:
-        lines.append(f"| {d['device']} | {d['rows']} | {', '.join(d['targets'])} | {d['kib']} | "
+        lines.append(f"| {d['device']} | {d['method']} | {d['rows']} | {', '.join(d['targets'])} | {d['kib']} | "
                      f"{d['build_s']} | {d['train_s']} |")
+    params = {}
+    for d in data["devices"]:
+        params.setdefault((d["method"], json.dumps(d["params"], sort_keys=True)), []).append(d["device"])
+    lines += ["", "Parameters: " + "; ".join(f"{method} {text}" for method, text in params) + "."]
     return lines
 
 

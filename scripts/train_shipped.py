@@ -13,9 +13,12 @@ One device per measured device setting at batch size 1:
 
 From each shared file the same ``--rows`` networks per dataset are drawn with a fixed seed
 (NAS-Bench-201: distinct networks, the same arch strings on every dataset and in both files).
-Each device gets one predictor, ``gbt`` (:data:`GBT_PARAMS`), compacted: its training rows, which
-only ``update`` needs, are not shipped (a shipped device is refined through ``perfcast adapt``, which
-transfers from it). Deterministic: the same data and code give the same files. Graphs are built
+The local device's predictor is ``mix`` (:data:`MIX_PARAMS`: gbt where a network is like the
+training networks, a geometric mix of gbt with the kernel-level, operation-wise and PALEO models
+where it is not; the kernel profiles of ``kernels.csv.gz`` go to its members), since its networks
+span many spaces and its users bring networks of others; every other device gets ``gbt``
+(:data:`GBT_PARAMS`). Trees are compacted: their training rows, which only ``update`` needs, are
+not shipped (a shipped device is refined through ``perfcast adapt``, which transfers from it). Deterministic: the same data and code give the same files. Graphs are built
 once and dropped as soon as no remaining device needs them.
 
     .venv/bin/python scripts/train_shipped.py [--rows 500] [--out perfcast/devices/shipped] [--only NAME]
@@ -47,6 +50,7 @@ from perfcast.api import load  # noqa: E402
 from perfcast.datasets import shared  # noqa: E402
 from perfcast.devices import SHIPPED_DIR, Device, save_device, shipped_file_name  # noqa: E402
 from perfcast.predictors import get_predictor  # noqa: E402
+from perfcast.predictors.profiles import KERNEL_FILE, read_kernels  # noqa: E402
 from perfcast.spaces import nb201  # noqa: E402
 
 LOCAL_DIR = ROOT / "data" / "local-ort-cpu"
@@ -54,6 +58,7 @@ LOCAL_DEVICE = "ort-cpu-1t@amd-epyc"
 SEED = 0
 # half of gbt's default trees at twice its learning rate: the same accuracy in half the file
 GBT_PARAMS = {"n_estimators": 150, "learning_rate": 0.1}
+MIX_PARAMS = {"member_params": {"gbt": {**GBT_PARAMS, "prior": "linear"}}}
 # what GradientBoostedTrees keeps only for update() (refitting on old plus new rows), not for predict()
 UPDATE_ONLY_KEYS = ("train_rows", "train_y")
 
@@ -66,6 +71,9 @@ class Labels:
     description: str
     sources: list[str] = field(default_factory=list)
     values: dict[str, dict[str, float]] = field(default_factory=dict)  # spec -> {target: value}
+    method: str = "gbt"
+    params: dict = field(default_factory=lambda: dict(GBT_PARAMS))
+    profiles: dict[str, list[dict]] = field(default_factory=dict)  # spec -> kernel rows of one measurement
 
     def add(self, spec: str, target: str, value: float) -> None:
         self.values.setdefault(spec, {})[target] = value
@@ -82,7 +90,11 @@ def local_labels(folder: Path) -> Labels:
         if r["peak_memory_bytes"]:
             cells["memory_bytes"].append(float(r["peak_memory_bytes"]))
     labels = Labels(LOCAL_DEVICE, "onnxruntime 1.31.1 CPU, 1 intra-op thread, AMD EPYC (this project's measurements)",
-                    [str(folder.relative_to(ROOT))])
+                    [str(folder.relative_to(ROOT))], method="mix", params=MIX_PARAMS)
+    kernels = read_kernels(folder / KERNEL_FILE)
+    for r in rows:  # the first profiled measurement of each network
+        if r["model"] not in labels.profiles and kernels.get(r["measurement"]):
+            labels.profiles[r["model"]] = kernels[r["measurement"]]
     for spec, cells in per_spec.items():
         for target, values in cells.items():
             if values:
@@ -144,11 +156,13 @@ def train_device(labels: Labels, graphs: dict, out_dir: Path) -> tuple[Path, int
     targets = sorted({t for v in labels.values.values() for t in v})
     y = {t: np.array([labels.values[s].get(t, np.nan) for s in specs]) for t in targets}
     batch = [graphs[s] for s in specs]
-    predictor = get_predictor("gbt", **GBT_PARAMS).fit(batch, y)
+    profiles = [labels.profiles.get(s) for s in specs] if labels.profiles else None
+    predictor = get_predictor(labels.method, **labels.params).fit(batch, y, kernel_profiles=profiles)
     for model in predictor.models_.values():
-        for key in UPDATE_ONLY_KEYS:
-            model.pop(key, None)
-    made = {"method": predictor.name, "params": GBT_PARAMS, "rows": len(specs), "source": labels.sources,
+        for key in list(model):
+            if key.rsplit(":", 1)[-1] in UPDATE_ONLY_KEYS:
+                model.pop(key)
+    made = {"method": predictor.name, "params": labels.params, "rows": len(specs), "source": labels.sources,
             "labelled": {t: int((~np.isnan(v)).sum()) for t, v in y.items()},
             "script": "scripts/train_shipped.py", "seed": SEED}
     device = Device(labels.name, {predictor.name: predictor}, predictor.name, labels.description, made)
@@ -185,14 +199,15 @@ def main(argv: list[str] | None = None) -> int:
         size = path.stat().st_size
         total += size
         targets = sorted({t for v in labels.values.values() for t in v})
-        timings.append({"device": labels.name, "file": path.name, "rows": rows, "targets": targets,
+        timings.append({"device": labels.name, "method": labels.method, "params": labels.params,
+                        "file": path.name, "rows": rows, "targets": targets,
                         "kib": round(size / 1024), "build_s": round(fit_start - built, 1), "train_s": round(fit_s, 1)})
         print(f"{labels.name:28s} {rows:5d} rows  {', '.join(targets):24s} {size / 1024:7.0f} KiB  "
               f"{path.name}  (graphs {fit_start - built:.1f} s, training {fit_s:.1f} s)", flush=True)
     print(f"{len(todo)} devices, {total / 2**20:.2f} MiB in {args.out}, {time.perf_counter() - start:.0f} s")
     if args.timings:
         args.timings.write_text(json.dumps({"command": "scripts/train_shipped.py " + " ".join(argv or sys.argv[1:]),
-                                            "method": "gbt", "params": GBT_PARAMS, "devices": timings}, indent=1))
+                                            "devices": timings}, indent=1))
     return 0
 
 

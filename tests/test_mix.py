@@ -90,8 +90,26 @@ def test_mix_trusts_trees_in_domain_and_the_line_on_a_new_family(two_families, t
     ({"member_params": {"paleo": {}}}, "member_params"),
     ({"member_params": {"gbt": {"n_estimators": 0}}}, "n_estimators"),
     ({"gate_rows": 1}, "gate_rows"),
+    ({"min_weight": 0.7}, "min_weight"),
 ])
 def test_bad_mix_parameters_are_usage_errors(two_families, params, problem):
     graphs, latency = two_families
     with pytest.raises(UsageError, match=problem):
         get_predictor("mix", **{"members": ["gbt", "flops"], **params}).fit(graphs[:10], {"latency_ms": latency[:10]})
+
+
+def test_members_under_the_least_weight_are_dropped_and_the_rest_refitted():
+    from perfcast.predictors.mix import sparse_simplex_weights
+
+    rng = np.random.default_rng(3)
+    t = rng.normal(size=300)
+    # member 2 carries a little signal the others miss; kept at min_weight 0, dropped at 0.1
+    logs = np.column_stack([t + 0.3 * rng.normal(size=300), t + 0.3 * rng.normal(size=300),
+                            t + 2.0 * rng.normal(size=300)])
+    from perfcast.predictors.mix import simplex_weights
+    full = simplex_weights(logs, t)
+    assert 0 < full[2] < 0.1
+    sparse = sparse_simplex_weights(logs, t, 0.1)
+    assert sparse[2] == 0 and sparse.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(sparse[:2], simplex_weights(logs[:, :2], t), atol=1e-9)
+    np.testing.assert_allclose(sparse_simplex_weights(logs, t, 0.0), full)
