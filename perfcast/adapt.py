@@ -6,7 +6,9 @@
   :class:`perfcast.predictors.transfer.TransferPredictor`, which maps the best base's
   predictions onto the new device by a log-linear fit;
 - fewer than :data:`FEW_SHOT_ROWS` and no bases: the FLOPs baseline (:mod:`perfcast.predictors.flops`);
-- otherwise a full fit of gradient-boosted trees (:mod:`perfcast.predictors.gbt`).
+- otherwise a full fit of perfcast's own single-device predictor (:mod:`perfcast.predictors.mix`:
+  gradient-boosted trees on networks like the measured ones, a geometric mix of the trees with
+  operator-summing models on networks unlike them).
 
 Measurement files (``perfcast adapt --samples S.csv``) are read by :func:`read_samples`.
 """
@@ -26,7 +28,7 @@ from perfcast.errors import PerfcastError, UsageError
 from perfcast.ir.graph import Graph
 from perfcast.predictors.base import TARGETS, Predictor, _check_graphs, _check_targets
 from perfcast.predictors.flops import FlopsLinear
-from perfcast.predictors.gbt import GradientBoostedTrees
+from perfcast.predictors.mix import Mix
 from perfcast.predictors.transfer import TransferPredictor, check_bases
 
 FEW_SHOT_ROWS = 50
@@ -46,7 +48,7 @@ def adapt(graphs: list[Graph], targets: dict[str, np.ndarray], bases: list[Predi
     labels = _check_targets(targets, len(graphs))
     bases = check_bases(bases)
     if labelled_rows(labels) >= FEW_SHOT_ROWS:
-        return GradientBoostedTrees().fit(graphs, labels)
+        return Mix().fit(graphs, labels)
     if bases:
         return TransferPredictor().fit(graphs, labels, bases=bases)
     return FlopsLinear().fit(graphs, labels)

@@ -65,7 +65,7 @@ def test_predict_onnx_file_and_spec_json(run_cli, tmp_path):
     assert len(results) == 2
     for r in results:
         assert KEYS <= set(r)
-        assert r["device"] == DEFAULT_DEVICE and r["predictor"] == "gbt"
+        assert r["device"] == DEFAULT_DEVICE and r["predictor"] == "mix"
         lo, hi = r["latency_ms_interval"]
         assert 0 <= lo <= r["latency_ms"] <= hi
         assert isinstance(r["memory_bytes"], int) and r["memory_bytes"] > 2**20
@@ -114,6 +114,7 @@ def test_devices_lists_the_shipped_devices(run_cli):
     assert devices[DEFAULT_DEVICE]["targets"] == ["latency_ms", "memory_bytes"]
     assert devices["hwnasbench:edgegpu"]["targets"] == ["latency_ms", "energy_mj"]
     assert {"hwnasbench:raspi4", "hwnasbench:pixel3", "hwnasbench:edgetpu", "help:2080ti", "help:samsung_s7"} <= set(devices)
+    assert devices.pop(DEFAULT_DEVICE)["method"] == "mix"  # many spaces: trees inside them, a mix beyond
     assert all(d["method"] == "gbt" and d["rows"] >= 500 for d in devices.values())
 
 
@@ -146,7 +147,7 @@ def test_adapt_function_chooses_by_rows_and_reloads(tmp_path, local_rows):
     rows = local_rows[:FEW_SHOT_ROWS]
     graphs = [api.load(r["model"]) for r in rows]
     y = {"latency_ms": np.array([float(r["latency_ms_median"]) for r in rows])}
-    assert adapt(graphs, y).name == "gbt"
+    assert adapt(graphs, y).name == "mix"
     few = {"latency_ms": y["latency_ms"][:8]}
     assert adapt(graphs[:8], few).name == "flops"
     bases = [resolve_device(b).predictor() for b in PUBLIC_BASES]
@@ -318,4 +319,4 @@ def test_demo_prints_the_cost_and_the_prediction_of_each_built_in_network(run_cl
         lo, hi = p["latency_ms_interval"]
         assert f"{p['latency_ms']:.1f} ({lo:.1f}-{hi:.1f})" in row
         assert human(api.analyze(ref)["macs"]) in row
-    assert f"predicted for {DEFAULT_DEVICE} by gbt" in out
+    assert f"predicted for {DEFAULT_DEVICE} by mix" in out

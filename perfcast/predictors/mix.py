@@ -16,10 +16,10 @@ networks the member was not fitted on (:func:`simplex_weights`):
   networks that the others' domain check calls out of domain.
 
 A network takes the ``in`` weights when it is inside the domain of the training networks and the
-``out`` weights when it is not. That check is made by a gate stored inside the model (the domain
-check of :mod:`perfcast.predictors.base` over at most ``gate_rows`` training networks drawn with a
-fixed seed, and every training family), so a model copied into another predictor (a transfer
-device's base) gates alike. Conformal residuals are those of the same cross-fitted predictions:
+``out`` weights when it is not. That check is made by a gate stored inside the model
+(:func:`gate_domain`: the domain check of :mod:`perfcast.predictors.base` over at most ``gate_rows``
+training networks drawn with a fixed seed, its threshold set on the others, and every training
+family), so a model copied into another predictor (a transfer device's base) gates alike. Conformal residuals are those of the same cross-fitted predictions:
 the combined ``in`` predictions for in-domain intervals, the combined ``out`` predictions for
 out-of-domain ones. A member whose weight would be under ``min_weight`` gets none (the weights are
 fitted again without it), and a member with zero weight in a set is not evaluated for the networks
@@ -42,10 +42,15 @@ import numpy as np
 
 from perfcast.errors import UsageError
 from perfcast.predictors.base import (
+    DOMAIN_K,
+    DOMAIN_PERCENTILE,
     OOD_MIN_RESIDUALS,
+    _neighbour_distances,
     Predictor,
     cluster_splits,
+    domain_features,
     extrapolation_residuals,
+    family_codes,
     fit_domain,
     get_predictor,
     in_domain_mask,
@@ -57,7 +62,7 @@ from perfcast.predictors.base import (
 from perfcast.predictors.features import GraphStats
 
 MEMBERS = ("gbt", "kernel", "opwise", "paleo")
-GATE_ROWS = 256
+GATE_ROWS = 512
 MIN_WEIGHT = 0.1
 _FLOOR = 1e-12
 _SEP = ":"
@@ -98,6 +103,24 @@ def sparse_simplex_weights(logs: np.ndarray, t: np.ndarray, min_weight: float) -
             out[keep] = w
             return out
         keep = np.delete(keep, small[np.argmin(w[small])])
+
+
+def gate_domain(stats: Sequence[GraphStats], rows: int, seed: int) -> dict[str, np.ndarray]:
+    """The domain check of ``stats`` (:func:`perfcast.predictors.base.fit_domain`) over at most
+    ``rows`` of them drawn with ``seed``, and every family of them. Its distance threshold is the
+    ``DOMAIN_PERCENTILE``-th percentile of the mean distance from each graph left out of the draw
+    to its nearest drawn graphs, so that the gate admits the training graphs as the full check does
+    (the leave-one-out distances within the draw alone are those of a sparser set)."""
+    n = len(stats)
+    drawn = np.sort(np.random.default_rng(seed).permutation(n)[:rows])
+    gate = fit_domain([stats[i] for i in drawn])
+    left = np.setdiff1d(np.arange(n), drawn)
+    if left.size:
+        z = (domain_features([stats[i] for i in left]) - gate["mean"]) / gate["scale"]
+        near = _neighbour_distances(z, gate["train"], DOMAIN_K, False).mean(axis=1)
+        gate["threshold"] = np.array([np.percentile(near, DOMAIN_PERCENTILE)])
+    gate["families"] = family_codes(stats)
+    return gate
 
 
 @register_predictor("mix")
@@ -175,8 +198,7 @@ class Mix(Predictor):
         for j, member in enumerate(members):
             if w_in[j] > 0 or w_out[j] > 0:
                 model.update({f"m{j}{_SEP}{k}": v for k, v in fitted(member, everything).items()})
-        gate = np.random.default_rng(self.seed).permutation(len(stats))[: self.gate_rows]
-        model.update({f"gate{_SEP}{k}": v for k, v in fit_domain([stats[i] for i in np.sort(gate)]).items()})
+        model.update({f"gate{_SEP}{k}": v for k, v in gate_domain(stats, self.gate_rows, self.seed).items()})
         self.models_[target] = model
 
     # -- predicting ---------------------------------------------------------------------------
