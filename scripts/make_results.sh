@@ -12,19 +12,20 @@
 #      (L_METHODS: one column per operator and shape, thousands over three spaces);
 #   3. the multi-device few-shot methods on protocol b (FLOPs as the single-device reference);
 #   4. the local dataset (data/local-ort-cpu, all 3,315 measurements), protocols a and c (leave one
-#      space out), L_METHODS;
+#      space out), L_METHODS and perfcast's own mix (LOCAL_METHODS);
 #   5. the in-distribution reference of the few-shot goals: flops and gbt fitted on every training
 #      network of each public device setting (protocol a, the same test networks as protocol b),
 #      and the measurement noise of HW-NAS-Bench's devices (scripts/label_noise.py);
 #   6. this machine calibrated, then 26 networks of unseen families measured and predicted
 #      (benchmarks/calibrate_unseen.py; it measures, so keep the machine otherwise quiet).
 # Usage: scripts/make_results.sh [OUT_DIR]. One core is enough; it takes a few hours on one core.
-# METHODS, B_METHODS, L_METHODS and G_METHODS override the lists of methods.
+# METHODS, B_METHODS, L_METHODS, LOCAL_METHODS and G_METHODS override the lists of methods.
 set -euo pipefail
 OUT="${1:-results}"
 METHODS="${METHODS:-flops,paleo,lut,gbt,spore,kernel,opwise,halide}"
 B_METHODS="${B_METHODS:-flops,paleo,lut,gbt,kernel,opwise}"
 L_METHODS="${L_METHODS:-flops,paleo,gbt,kernel,opwise}"
+LOCAL_METHODS="${LOCAL_METHODS:-$L_METHODS,mix}"
 G_METHODS="${G_METHODS:-cs230,lstm_gbm,brpnas,tpu_cost,perfsage}"
 PERFCAST="${PERFCAST:-perfcast}"
 PYTHON="${PYTHON:-python3}"
@@ -38,7 +39,7 @@ mkdir -p "$OUT"
 "$PERFCAST" evaluate --data shared --protocol c --max-rows 1500 --methods "$L_METHODS" --out "$OUT/shared-c"
 "$PERFCAST" evaluate --data shared --protocol b --max-rows 1500 --methods flops \
     --fewshot help,nnlqp,hwfeat,fewshot --out "$OUT/fewshot"
-"$PERFCAST" evaluate --data local --protocol a,c --max-rows 4000 --methods "$L_METHODS" --out "$OUT/local"
+"$PERFCAST" evaluate --data local --protocol a,c --max-rows 4000 --methods "$LOCAL_METHODS" --out "$OUT/local"
 "$PERFCAST" evaluate --data shared --protocol a --max-rows 1500 --methods flops,gbt --train-sizes 100,all \
     --out "$OUT/shared-a"
 "$PYTHON" "$(dirname "$0")/label_noise.py" > "$OUT/label-noise.md"

@@ -113,3 +113,24 @@ def test_members_under_the_least_weight_are_dropped_and_the_rest_refitted():
     assert sparse[2] == 0 and sparse.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(sparse[:2], simplex_weights(logs[:, :2], t), atol=1e-9)
     np.testing.assert_allclose(sparse_simplex_weights(logs, t, 0.0), full)
+
+
+def test_a_gate_of_a_few_drawn_graphs_admits_the_training_graphs_and_knows_every_family(two_families):
+    from perfcast.predictors.base import family_code, fit_domain, graph_family, in_domain_mask
+    from perfcast.predictors.features import graph_stats
+    from perfcast.predictors.mix import gate_domain
+
+    graphs, _ = two_families
+    stats = [graph_stats(g) for g in graphs]
+    gate = gate_domain(stats, 12, 0)
+    assert gate["train"].shape[0] == 12
+    # the threshold is set on the 68 graphs left out of the draw: nearly all of them are inside
+    assert in_domain_mask(gate, stats).mean() >= 0.95
+    # the draw's own leave-one-out threshold (a sparser set) is another number
+    assert gate["threshold"][0] != fit_domain([stats[i] for i in range(12)])["threshold"][0]
+    # every family is known, also one the draw may miss (one OFA graph among 41); a third is new
+    assert graph_family(stats[40]) == "ofa"
+    few = gate_domain(stats[:41], 5, 0)
+    assert family_code("ofa") in few["families"] and family_code("nb201") in few["families"]
+    newcomer = graph_stats(load(sample_specs("fbnet", 1, 0)[0]))
+    assert in_domain_mask(gate, [newcomer]).tolist() == [False]
