@@ -136,3 +136,31 @@ def test_profiles_are_validated(local):
         get_predictor("kernel").fit(graphs, y, kernel_profiles=[[{"node_names": ["a"], "duration_us": -1}]] + [None] * 4)
     with pytest.raises(UsageError, match="fusion_rules"):
         get_predictor("opwise", fusion_rules="{}").fit(graphs, y)
+
+
+def test_a_kernel_fed_only_by_constants_has_no_negative_traffic(tmp_path):
+    """A learned query (a parameter expanded to the batch, then through a linear layer, as in a
+    Perceiver exported with a static batch) is a MatMul + Add kernel whose inputs are all computed
+    from constants: nothing outside it is read, and its external traffic and element counts are zero or
+    more, never negative (log features of a negative count are NaN)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from perfcast import api
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(a.astype(np.float32), name) for name, a in
+             (("latent", rng.normal(size=(1, 4, 16))), ("w", rng.normal(size=(16, 16))), ("b", rng.normal(size=16)))]
+    inits.append(numpy_helper.from_array(np.array([1, 4, 16], np.int64), "target"))  # the batch, exported static
+    nodes = [helper.make_node("Expand", ["latent", "target"], ["queries"]),
+             helper.make_node("MatMul", ["queries", "w"], ["projected"]),
+             helper.make_node("Add", ["projected", "b"], ["query"]),
+             helper.make_node("Add", ["x", "query"], ["y"])]
+    graph = helper.make_graph(nodes, "learned_query", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "q.onnx"))
+    g = api.load(tmp_path / "q.onnx")
+    rules = FusionRules({("MatMul", "Add"): (9, 10)}, {}, min_support=5, min_share=0.5)
+    units = graph_kernels(graph_stats(g), rules)
+    assert "MatMul+Add" in units.types
+    assert (units.features >= 0).all()

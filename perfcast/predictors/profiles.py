@@ -210,10 +210,13 @@ def kernel_features(table: NodeTable, members: Sequence[int]) -> np.ndarray:
     internal = v[[len(table.consumers[i]) == 1 and table.consumers[i][0] in inside for i in m]].sum(axis=0)
     total = v.sum(axis=0)
     head = v[int(np.argmax(v[:, _N["macs"]]))]
+    # external traffic is never negative: a member may count less of an internal tensor than its
+    # producer wrote (an input computed from constants only, which is not counted as read)
     return np.array([
         total[_N["macs"]], total[_N["flops"]],
-        total[_N["bytes_read"]] + total[_N["bytes_written"]] - 2.0 * internal[_N["bytes_written"]],
-        total[_N["in_elems"]] - internal[_N["out_elems"]], total[_N["out_elems"]] - internal[_N["out_elems"]],
+        max(total[_N["bytes_read"]] + total[_N["bytes_written"]] - 2.0 * internal[_N["bytes_written"]], 0.0),
+        max(total[_N["in_elems"]] - internal[_N["out_elems"]], 0.0),
+        max(total[_N["out_elems"]] - internal[_N["out_elems"]], 0.0),
         total[_N["weight_elems"]], head[_N["kernel"]], head[_N["in_channels"]], head[_N["out_channels"]],
         head[_N["stride"]], head[_N["group"]], v[-1, _N["inner_dim"]], float(len(m)),
     ])
