@@ -13,6 +13,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
@@ -97,17 +98,18 @@ class Tensor:
         t.__dict__.update(name=name, shape=shape, dtype=dtype, constant=constant, value=value)
         return t
 
-    @property
+    # computed once per tensor (a frozen tensor never changes; cost rules ask thousands of times)
+    @cached_property
     def known(self) -> bool:
         return self.shape is not None and (not self.shape or min(self.shape) >= 0)
 
-    @property
+    @cached_property
     def numel(self) -> int:
         if not self.known:
             raise ValueError(f"tensor {self.name!r} has unknown shape {self.shape}")
         return math.prod(self.shape)
 
-    @property
+    @cached_property
     def nbytes(self) -> int:
         return self.numel * DTYPE_BYTES.get(self.dtype, 4)
 
