@@ -86,7 +86,7 @@ def _booster_params(num_leaves: int, learning_rate: float, min_data_in_leaf: int
     }
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=256)  # a kernel-level model holds one ensemble per kernel type (60 on the local CPU)
 def _booster(model_str: str):
     import lightgbm
 
