@@ -6,8 +6,8 @@ import pytest
 from perfcast.api import load
 from perfcast.errors import UsageError
 from perfcast.predictors import Predictor, get_predictor
-from perfcast.predictors.features import graph_features
-from perfcast.predictors.mix import simplex_weights
+from perfcast.predictors.features import graph_features, graph_stats
+from perfcast.predictors.mix import simplex_weights, sparse_simplex_weights
 from perfcast.spaces.registry import sample_specs
 
 
@@ -73,9 +73,7 @@ def test_mix_trusts_trees_in_domain_and_the_line_on_a_new_family(two_families, t
 
     # the gate is part of the model: a copy of the model alone (as a transfer device holds it)
     # predicts the same, and the saved predictor too
-    stats = [mix.models_["latency_ms"]]
-    from perfcast.predictors.features import graph_stats
-    alone = mix.predict_model("latency_ms", stats[0], [graph_stats(g) for g in big + test])
+    alone = mix.predict_model("latency_ms", mix.models_["latency_ms"], [graph_stats(g) for g in big + test])
     np.testing.assert_allclose(alone, mix.predict(big + test)["latency_ms"])
     mix.save(tmp_path / "mix")
     back = Predictor.load(tmp_path / "mix")
@@ -99,14 +97,11 @@ def test_bad_mix_parameters_are_usage_errors(two_families, params, problem):
 
 
 def test_members_under_the_least_weight_are_dropped_and_the_rest_refitted():
-    from perfcast.predictors.mix import sparse_simplex_weights
-
     rng = np.random.default_rng(3)
     t = rng.normal(size=300)
     # member 2 carries a little signal the others miss; kept at min_weight 0, dropped at 0.1
     logs = np.column_stack([t + 0.3 * rng.normal(size=300), t + 0.3 * rng.normal(size=300),
                             t + 2.0 * rng.normal(size=300)])
-    from perfcast.predictors.mix import simplex_weights
     full = simplex_weights(logs, t)
     assert 0 < full[2] < 0.1
     sparse = sparse_simplex_weights(logs, t, 0.1)
@@ -117,7 +112,6 @@ def test_members_under_the_least_weight_are_dropped_and_the_rest_refitted():
 
 def test_a_gate_of_a_few_drawn_graphs_admits_the_training_graphs_and_knows_every_family(two_families):
     from perfcast.predictors.base import family_code, fit_domain, graph_family, in_domain_mask
-    from perfcast.predictors.features import graph_stats
     from perfcast.predictors.mix import gate_domain
 
     graphs, _ = two_families

@@ -561,11 +561,12 @@ class Predictor(Parameters):
             model["folded"] = np.array([float(folds)])
         return model
 
-    def fit_model(self, target: str, stats: list[GraphStats], y: np.ndarray) -> dict[str, np.ndarray]:
+    def fit_model(self, target: str, stats: list[GraphStats], y: np.ndarray,
+                  profiles: list[list[dict] | None] | None = None) -> dict[str, np.ndarray]:
         """One target's model alone (no residuals), its folding learned from ``y``: what
-        :meth:`predict_model` takes."""
-        folds, stats = self._folding(stats, y)
-        return self._stamp_folding(self._fit_target(target, stats, y), folds)
+        :meth:`predict_model` takes (``profiles``: the graphs' kernel profiles, as ``fit`` takes them)."""
+        folds, stats = self._folding(stats, y, profiles)
+        return self._stamp_folding(self._fit_target_profiled(target, stats, y, profiles), folds)
 
     def _cross_residuals(self, target: str, stats: list[GraphStats], y: np.ndarray,
                          profiles: list[list[dict] | None] | None = None) -> np.ndarray:

@@ -153,9 +153,10 @@ class Mix(Predictor):
         params = self.member_params or {}
         if not isinstance(params, Mapping) or not all(k in members and isinstance(v, Mapping) for k, v in params.items()):
             raise UsageError("member_params", "must map member names to parameter objects")
-        for name, value in (("gate_rows", self.gate_rows), ("seed", self.seed)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "gate_rows" else 0):
-                raise UsageError(name, f"must be an integer >= {2 if name == 'gate_rows' else 0}, not {value!r}")
+        for name, low in (("gate_rows", 2), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise UsageError(name, f"must be an integer >= {low}, not {value!r}")
         w = self.min_weight
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 0.5:
             raise UsageError("min_weight", f"must be a number in [0, 0.5], not {w!r}")
@@ -172,10 +173,8 @@ class Mix(Predictor):
         t = np.log(np.maximum(y, _FLOOR))
 
         def fitted(member: Predictor, rows: np.ndarray) -> dict:
-            sub = [stats[i] for i in rows]
-            sub_profiles = None if profiles is None else [profiles[i] for i in rows]
-            folds, sub_stats = member._folding(sub, y[rows], sub_profiles)
-            return member._stamp_folding(member._fit_target_profiled(target, sub_stats, y[rows], sub_profiles), folds)
+            return member.fit_model(target, [stats[i] for i in rows], y[rows],
+                                    None if profiles is None else [profiles[i] for i in rows])
 
         def logs(rest: np.ndarray, held: np.ndarray) -> np.ndarray:
             held_stats = [stats[i] for i in held]
