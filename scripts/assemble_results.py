@@ -34,9 +34,7 @@ def training_section(path: pathlib.Path, out: pathlib.Path) -> list[str]:
     for d in data["devices"]:
         lines.append(f"| {d['device']} | {d['method']} | {d['rows']} | {', '.join(d['targets'])} | {d['kib']} | "
                      f"{d['build_s']} | {d['train_s']} |")
-    params = {}
-    for d in data["devices"]:
-        params.setdefault((d["method"], json.dumps(d["params"], sort_keys=True)), []).append(d["device"])
+    params = dict.fromkeys((d["method"], json.dumps(d["params"], sort_keys=True)) for d in data["devices"])
     lines += ["", "Parameters: " + "; ".join(f"{method} {text}" for method, text in params) + "."]
     return lines
 

@@ -18,7 +18,8 @@ training networks, a geometric mix of gbt with the kernel-level, operation-wise 
 where it is not; the kernel profiles of ``kernels.csv.gz`` go to its members), since its networks
 span many spaces and its users bring networks of others; every other device gets ``gbt``
 (:data:`GBT_PARAMS`). Trees are compacted: their training rows, which only ``update`` needs, are
-not shipped (a shipped device is refined through ``perfcast adapt``, which transfers from it). Deterministic: the same data and code give the same files. Graphs are built
+not shipped (a shipped device is refined through ``perfcast adapt``, which transfers from it).
+Deterministic: the same data and code give the same files. Graphs are built
 once and dropped as soon as no remaining device needs them.
 
     .venv/bin/python scripts/train_shipped.py [--rows 500] [--out perfcast/devices/shipped] [--only NAME]
