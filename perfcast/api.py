@@ -7,7 +7,7 @@ from typing import Any
 
 from perfcast.analysis import Analysis, analyze_graph
 from perfcast.errors import ModelLoadError, UsageError
-from perfcast.ir.graph import Graph
+from perfcast.ir.graph import Graph, fewer_collections
 
 def _is_torch_module(obj: Any) -> bool:
     """A torch.nn.Module, recognised without importing torch."""
@@ -42,8 +42,10 @@ def load(
     from perfcast import spaces
 
     if not os.path.exists(ref) and ":" in ref and not ref.startswith(("/", ".")):
-        return spaces.build_spec(ref, batch_size or 1)
-    return _load_file(ref, batch_size, input_shapes)
+        with fewer_collections():
+            return spaces.build_spec(ref, batch_size or 1)
+    with fewer_collections():
+        return _load_file(ref, batch_size, input_shapes)
 
 
 def _load_file(ref: str, batch_size, input_shapes) -> Graph:

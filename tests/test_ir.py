@@ -1,12 +1,13 @@
 """The graph IR: topological order, validation, content hash, JSON round trip."""
 
+import gc
 import json
 
 import pytest
 
 from perfcast.errors import GraphError, ModelLoadError
 from perfcast.ir.builder import GraphBuilder
-from perfcast.ir.graph import Graph, Node, Tensor, float32
+from perfcast.ir.graph import Graph, Node, Tensor, fewer_collections, float32
 from perfcast.ir.serialize import SCHEMA_VERSION, dumps, graph_to_dict, loads
 
 
@@ -86,6 +87,28 @@ def test_tensor_bytes_and_unknown_shapes():
     assert not Tensor("a", (2, -1)).known
     with pytest.raises(ValueError):
         Tensor("a", None).numel
+
+
+def test_tensor_sizes_are_computed_once_and_kept():
+    t = Tensor.make("a", (4, 5), "float16")
+    assert "nbytes" not in vars(t)
+    assert (t.known, t.numel, t.nbytes) == (True, 20, 40)
+    assert vars(t)["nbytes"] == 40 and vars(t)["numel"] == 20
+    assert Tensor("b", (3, -1)).known is False
+
+
+def test_fewer_collections_raises_the_threshold_only_inside_the_block():
+    before = gc.get_threshold()
+    with fewer_collections(50_000):
+        assert gc.get_threshold() == (max(50_000, before[0]), *before[1:])
+        with fewer_collections(20_000):  # nested: never lowers what the outer block set
+            assert gc.get_threshold()[0] == max(50_000, before[0])
+        assert gc.get_threshold()[0] == max(50_000, before[0])
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError):
+        with fewer_collections():
+            raise RuntimeError("boom")
+    assert gc.get_threshold() == before
 
 
 def test_literal_scalars_keep_their_values_through_onnx():

@@ -61,7 +61,7 @@ import numpy as np
 from perfcast.analysis import analyze_graph
 from perfcast.errors import UsageError
 from perfcast.analysis.liveness import running_nodes
-from perfcast.ir.graph import Graph, Node
+from perfcast.ir.graph import Graph, Node, fewer_collections
 from perfcast.ops import onnx_ops, tflite_ops
 
 WL_BUCKETS = 512
@@ -414,7 +414,8 @@ def graph_stats(graph: Graph) -> GraphStats:
         hit._attach(graph)
         _BY_GRAPH[graph] = hit
         return hit
-    stats = compute_stats(graph)
+    with fewer_collections():
+        stats = compute_stats(graph)
     _BY_GRAPH[graph] = stats
     if key is not None:
         _CACHE[key] = stats
