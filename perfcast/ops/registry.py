@@ -8,8 +8,7 @@ written default to the sizes of the non-omitted inputs and outputs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 from perfcast.ir.graph import Graph, Node, Tensor
 
@@ -18,8 +17,10 @@ class UnknownShape(Exception):
     """A shape the rule needs is not known (no shape inference result)."""
 
 
-@dataclass(frozen=True)
-class OpCost:
+class OpCost(NamedTuple):
+    """The cost of one node (a named tuple: built once per node of every graph analysed, and a
+    tuple is built in half the time of a frozen dataclass)."""
+
     macs: int = 0
     flops: int = 0
     bytes_read: int = 0
@@ -29,9 +30,9 @@ class OpCost:
     param_tensors: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Work:
-    """What a rule returns: arithmetic work and the parameter inputs."""
+class Work(NamedTuple):
+    """What a rule returns: arithmetic work and the parameter inputs (a named tuple, as
+    :class:`OpCost`)."""
 
     macs: int = 0
     flops: int = 0

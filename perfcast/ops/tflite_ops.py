@@ -16,7 +16,6 @@ TRANSPOSE_CONV (O, kh, kw, I); CONV_3D (kd, kh, kw, I, O); CONV_3D_TRANSPOSE
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 from perfcast.ops.registry import OpContext, Rule, UnknownShape, Work, register
@@ -57,7 +56,7 @@ def _rule(*op_types: str):
         def with_activation(ctx: OpContext) -> Work:
             work = fn(ctx)
             extra = _fused_flops(ctx)
-            return dataclasses.replace(work, flops=work.flops + extra) if extra else work
+            return work._replace(flops=work.flops + extra) if extra else work
 
         register(*op_types)(with_activation)
         return fn

@@ -104,6 +104,8 @@ COLUMNS: tuple[str, ...] = TOTALS + tuple(
     "max_weight_bytes", "max_out_bytes",
 ) + tuple(f"{fam}_{what}" for fam in FAMILIES for what in ("weight_bytes", "out_bytes", "max_out_bytes"))
 _COLUMN_INDEX = {c: i for i, c in enumerate(COLUMNS)}
+_FAMILY_INDEX = {f: tuple(_COLUMN_INDEX[f"{f}_{w}"] for w in ("count", "macs", "flops", "bytes")) for f in FAMILIES}
+_FLOW_INDEX = {(a, b): _COLUMN_INDEX[f"flow_{a}_{b}"] for a in FAMILIES for b in FAMILIES}
 N_AGGREGATE = COLUMNS.index(f"flow_{FAMILIES[0]}_{FAMILIES[0]}")  # totals and per-family columns come first
 N_SUMMARY = COLUMNS.index("wl_0")  # every column before the structure counts
 N_STORAGE = COLUMNS.index("max_weight_bytes")  # the storage columns come last, from here
@@ -291,7 +293,7 @@ def _input_dims(graph: Graph) -> tuple[float, float]:
 def compute_stats(graph: Graph) -> GraphStats:
     """Analyse one graph into its :class:`GraphStats` (uncached)."""
     a = analyze_graph(graph)
-    row = np.zeros(len(COLUMNS))
+    row = [0.0] * len(COLUMNS)  # a list while summing per node: numpy item updates cost more
     for name in ("macs", "flops", "params", "bytes_read", "bytes_written", "weight_bytes", "activation_peak_bytes"):
         row[_COLUMN_INDEX[name]] = getattr(a, name)
     row[_COLUMN_INDEX["nodes"]] = len(graph.nodes)
@@ -299,19 +301,22 @@ def compute_stats(graph: Graph) -> GraphStats:
     flops, nbytes = [], []
     running = running_nodes(graph)
     families = [op_family(node, graph) for node in graph.nodes]
-    for node, cost, runs, fam in zip(graph.nodes, a.node_costs, running, families):
-        row[_COLUMN_INDEX[f"{fam}_count"]] += 1
-        row[_COLUMN_INDEX["live_nodes"]] += runs
+    live_nodes, live_macs, live_flops, live_bytes = (
+        _COLUMN_INDEX[c] for c in ("live_nodes", "live_macs", "live_flops", "live_bytes"))
+    for cost, runs, fam in zip(a.node_costs, running, families):
+        count, macs, fam_flops, fam_bytes = _FAMILY_INDEX[fam]
+        row[count] += 1
+        row[live_nodes] += runs
         if cost is None:
             continue
         moved = cost.bytes_read + cost.bytes_written
         if runs:
-            row[_COLUMN_INDEX["live_macs"]] += cost.macs
-            row[_COLUMN_INDEX["live_flops"]] += cost.flops
-            row[_COLUMN_INDEX["live_bytes"]] += moved
-        row[_COLUMN_INDEX[f"{fam}_macs"]] += cost.macs
-        row[_COLUMN_INDEX[f"{fam}_flops"]] += cost.flops
-        row[_COLUMN_INDEX[f"{fam}_bytes"]] += moved
+            row[live_macs] += cost.macs
+            row[live_flops] += cost.flops
+            row[live_bytes] += moved
+        row[macs] += cost.macs
+        row[fam_flops] += cost.flops
+        row[fam_bytes] += moved
         flops.append(cost.flops)
         nbytes.append(moved)
     _storage(graph, families, row)
@@ -323,13 +328,14 @@ def compute_stats(graph: Graph) -> GraphStats:
         if running[i]:
             for j in preds:
                 if running[j]:
-                    row[_COLUMN_INDEX[f"flow_{families[j]}_{families[i]}"]] += 1
+                    row[_FLOW_INDEX[families[j], families[i]]] += 1
         producer.update((o, i) for o in node.outputs if o)
-    row[N_SUMMARY:N_SUMMARY + WL_BUCKETS] = wl_counts([n.op_type for n in graph.nodes], running, producers)
-    return GraphStats(graph.known_hash, row, np.asarray(flops, float), np.asarray(nbytes, float), graph=graph)
+    out = np.array(row, dtype=float)
+    out[N_SUMMARY:N_SUMMARY + WL_BUCKETS] = wl_counts([n.op_type for n in graph.nodes], running, producers)
+    return GraphStats(graph.known_hash, out, np.asarray(flops, float), np.asarray(nbytes, float), graph=graph)
 
 
-def _storage(graph: Graph, families: Sequence[str], row: np.ndarray) -> None:
+def _storage(graph: Graph, families: Sequence[str], row: list[float]) -> None:
     """Fill the storage columns of ``row``: per family the bytes of its constant inputs (weights,
     and tensors computed from constants only), of its outputs, and its largest output; over the
     graph the largest weight and output tensors."""
