@@ -95,7 +95,7 @@ def fewer_collections(threshold: int = BUILD_GC_THRESHOLD):
 class _computed_once:
     """A read-only attribute computed on first use and kept in the instance's ``__dict__``:
     ``functools.cached_property`` without the lock that Python 3.11 takes on every first use
-    (graph building asks it of every tensor, and the lock cost more than the computation)."""
+    (graph building asks it of every tensor, and the lock makes each first use about twice as slow)."""
 
     def __init__(self, fn) -> None:
         self.fn = fn
