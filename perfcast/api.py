@@ -41,10 +41,9 @@ def load(
     ref = os.fspath(model)
     from perfcast import spaces
 
-    if not os.path.exists(ref) and ":" in ref and not ref.startswith(("/", ".")):
-        with fewer_collections():
-            return spaces.build_spec(ref, batch_size or 1)
     with fewer_collections():
+        if not os.path.exists(ref) and ":" in ref and not ref.startswith(("/", ".")):
+            return spaces.build_spec(ref, batch_size or 1)
         return _load_file(ref, batch_size, input_shapes)
 
 

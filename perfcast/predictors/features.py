@@ -106,6 +106,7 @@ COLUMNS: tuple[str, ...] = TOTALS + tuple(
 _COLUMN_INDEX = {c: i for i, c in enumerate(COLUMNS)}
 _FAMILY_INDEX = {f: tuple(_COLUMN_INDEX[f"{f}_{w}"] for w in ("count", "macs", "flops", "bytes")) for f in FAMILIES}
 _FLOW_INDEX = {(a, b): _COLUMN_INDEX[f"flow_{a}_{b}"] for a in FAMILIES for b in FAMILIES}
+_LIVE_INDEX = tuple(_COLUMN_INDEX[c] for c in ("live_nodes", "live_macs", "live_flops", "live_bytes"))
 N_AGGREGATE = COLUMNS.index(f"flow_{FAMILIES[0]}_{FAMILIES[0]}")  # totals and per-family columns come first
 N_SUMMARY = COLUMNS.index("wl_0")  # every column before the structure counts
 N_STORAGE = COLUMNS.index("max_weight_bytes")  # the storage columns come last, from here
@@ -301,8 +302,7 @@ def compute_stats(graph: Graph) -> GraphStats:
     flops, nbytes = [], []
     running = running_nodes(graph)
     families = [op_family(node, graph) for node in graph.nodes]
-    live_nodes, live_macs, live_flops, live_bytes = (
-        _COLUMN_INDEX[c] for c in ("live_nodes", "live_macs", "live_flops", "live_bytes"))
+    live_nodes, live_macs, live_flops, live_bytes = _LIVE_INDEX
     for cost, runs, fam in zip(a.node_costs, running, families):
         count, macs, fam_flops, fam_bytes = _FAMILY_INDEX[fam]
         row[count] += 1
