@@ -180,6 +180,18 @@ def test_lstm_gru():
     assert a.macs == 2 * seq * batch * 3 * hid * (inp + hid)
 
 
+@pytest.mark.parametrize("op,gates,seq", [("LSTM", 4, 10), ("GRU", 3, 7), ("RNN", 1, 1)])
+def test_recurrent_weights_are_read_once_per_step(op, gates, seq):
+    # x, W and B are read once; R (both directions) once per step: each step multiplies R by
+    # the previous step's hidden state
+    batch, inp, hid = 2, 16, 32
+    a = one_op(op, [("x", [seq, batch, inp])],
+               inits=[("W", w(2, gates * hid, inp)), ("R", w(2, gates * hid, hid)), ("B", w(2, 2 * gates * hid))],
+               attrs={"hidden_size": hid, "direction": "bidirectional"})
+    once = 4 * (seq * batch * inp + 2 * gates * hid * inp + 2 * gates * hid * hid + 2 * 2 * gates * hid)
+    assert a.bytes_read == once + (seq - 1) * 4 * 2 * gates * hid * hid
+
+
 @pytest.mark.parametrize("op,per", [
     ("Relu", 1), ("Sigmoid", 1), ("Tanh", 1), ("Erf", 1), ("Sqrt", 1), ("HardSwish", 4), ("HardSigmoid", 3),
     ("Softmax", 3), ("Gelu", 4), ("Neg", 1), ("Exp", 1),

@@ -21,8 +21,8 @@ def register(sub) -> None:
     p.add_argument("--budget-minutes", type=float, default=None, metavar="M",
                    help="start no chunk of networks that would end after M minutes of profiling (default: no limit)")
     p.add_argument("--base", action="append", metavar="NAME_OR_FILE",
-                   help="a device to transfer from (repeatable; default: every shipped device, "
-                        "the local CPU one first)")
+                   help="a device to transfer from (repeatable; default: the shipped CPU device "
+                        "ort-cpu-1t@amd-epyc, trained on every space)")
     p.add_argument("--name", default=None, help="the new device's name (default: the file name without .json)")
     p.add_argument("--workers", type=int, default=3, help="fresh worker processes per network (default 3)")
     p.add_argument("--time-budget", type=float, default=0.6, metavar="S",

@@ -85,6 +85,10 @@ class OpContext:
     def out_numel(self, i: int = 0) -> int:
         return math.prod(self.out_shape(i))
 
+    def inputs_nbytes(self) -> int:
+        """Bytes of the node's inputs of known shape: what it reads by default."""
+        return _tensor_bytes(self.graph, self.node.inputs)
+
     def is_constant(self, i: int) -> bool:
         t = self.input(i)
         return t is not None and t.constant
