@@ -322,12 +322,16 @@ def test_lstm_macs_params_and_state_is_not_a_parameter():
     assert cost.macs == 2 * 5 * (4 * 16 * 8 + 4 * 16 * 16)
     assert cost.params == 4 * 128 + 4 * 256 + 4 * 16
     assert "h" not in cost.param_tensors and "c" not in cost.param_tensors
+    # the 8 weight matrices are read at each of the 5 steps, everything else once
+    once = 4 * (2 * 5 * 8 + 4 * 128 + 4 * 256 + 4 * 16 + 2 * 2 * 16)
+    assert cost.bytes_read == once + 4 * 4 * (4 * 128 + 4 * 256)
 
 
 def test_tflite_lstm_uses_the_tflite_rule_not_the_onnx_one():
     g = lstm_graph("LSTM")  # TFLite's one-step LSTM shares its name with ONNX's LSTM
     cost = node_cost(g.nodes[0], g)
     assert (cost.macs, cost.params) == (2 * (4 * 16 * 8 + 4 * 16 * 16), 1600)
+    assert cost.bytes_read == 4 * (2 * 8 + 1600 + 2 * 2 * 16)  # one step: every input read once
 
 
 def test_pool_mean_quantize_and_elementwise_rules():

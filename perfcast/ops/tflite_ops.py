@@ -189,16 +189,22 @@ _NAMES_SHARED_WITH_ONNX = ("LSTM", "RNN")
 @register(*_NAMES_SHARED_WITH_ONNX, source_format="tflite")
 def _recurrent(ctx: OpContext) -> Work:
     """Every 2-D constant weight multiplies one vector per step and batch row; 1-D
-    constants (biases, peepholes) add one FLOP per element per step."""
+    constants (biases, peepholes) add one FLOP per element per step. TFLite's kernels make both
+    the input and the recurrent products step by step, so every 2-D weight is read once per step
+    (as the recurrent weights of the ONNX rule, :func:`perfcast.ops.onnx_ops._recurrent`)."""
     states, cell = _RECURRENT[ctx.op_type]
     x = ctx.in_shape(0)
     rows = math.prod(x[:-1])  # steps x batch, whatever the time-major setting
+    steps = (x[0] if ctx.attr("time_major", False) else x[1]) if len(x) == 3 else 1
     weights = [i for i in range(1, ctx.n_inputs) if i not in states and ctx.is_constant(i)]
-    mat = sum(ctx.in_numel(i) for i in weights if len(ctx.in_shape(i)) == 2)
+    matrices = [i for i in weights if len(ctx.in_shape(i)) == 2]
+    mat = sum(ctx.in_numel(i) for i in matrices)
     vec = sum(ctx.in_numel(i) for i in weights if len(ctx.in_shape(i)) == 1)
     macs = rows * mat
     outputs = sum(ctx.out_numel(i) for i in range(len(ctx.node.outputs)) if ctx.output(i) is not None)
-    return Work(macs=macs, flops=2 * macs + rows * vec + cell * outputs, param_inputs=tuple(weights))
+    reread = (steps - 1) * sum(ctx.input(i).nbytes for i in matrices)
+    return Work(macs=macs, flops=2 * macs + rows * vec + cell * outputs, param_inputs=tuple(weights),
+                bytes_read=ctx.inputs_nbytes() + reread)
 
 
 # --- pooling, reductions, resampling -------------------------------------------------------
