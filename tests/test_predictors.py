@@ -387,3 +387,26 @@ def test_a_space_never_seen_in_training_is_out_of_domain(tmp_path):
                  for k, g in enumerate(graphs[:3])]
     pred.update(newcomers, {"latency_ms": latency[:3]})
     assert pred.in_domain([renamed]).tolist() == [True]
+
+
+def test_memory_baseline_has_no_traffic_term_and_reads_models_that_had_one(data):
+    """Memory holds tensors and does not move them: the bytes an operator reads (a recurrent cell
+    reads its weights once per step) enter the latency baseline and not the memory one. A memory
+    model saved with the traffic term (one more coefficient) still predicts through its own terms."""
+    from perfcast.predictors.gbt import _log_prior, prior_design
+
+    graphs, targets = data
+    rows = np.vstack([graph_stats(g).row for g in graphs[:20]])
+    more = rows.copy()
+    more[:, COLUMNS.index("bytes_read")] *= 50
+    assert np.array_equal(prior_design("memory_bytes", rows), prior_design("memory_bytes", more))
+    assert not np.array_equal(prior_design("latency_ms", rows), prior_design("latency_ms", more))
+
+    fitted = get_predictor("gbt", prior="linear").fit(graphs[:N_TRAIN], {"memory_bytes": targets["memory_bytes"][:N_TRAIN]})
+    model = dict(fitted.models_["memory_bytes"])
+    coef = np.asarray(model["prior_coef"], float)
+    assert coef.size == prior_design("memory_bytes", rows).shape[1]
+    old = dict(model, prior_coef=np.insert(coef, 1, 0.0))  # the old layout: MACs, bytes, peak, weights, 1
+    assert np.allclose(_log_prior(old, "memory_bytes", rows), _log_prior(model, "memory_bytes", rows))
+    old["prior_coef"] = np.insert(coef, 1, 1.0)  # its bytes term is read where it has one
+    assert np.all(_log_prior(old, "memory_bytes", more) > _log_prior(old, "memory_bytes", rows))
