@@ -164,3 +164,17 @@ def test_a_kernel_fed_only_by_constants_has_no_negative_traffic(tmp_path):
     units = graph_kernels(graph_stats(g), rules)
     assert "MatMul+Add" in units.types
     assert (units.features >= 0).all()
+
+
+def test_halide_terms_without_least_squares_weight_start_small_for_every_network():
+    from perfcast.predictors.halide import _modest_scale
+
+    # two networks, 100x apart: a term worth a tenth of the median label would be 5x the small one
+    columns = np.array([[1.0, 10.0, 0.0], [1.0, 30.0, 0.0]])
+    y = np.array([0.01, 1.0])
+    scale = _modest_scale(columns, y)
+    start = columns * scale
+    assert np.all(start <= 0.1 * y[:, None] + 1e-15)
+    np.testing.assert_allclose(start[0, :2], [0.001, 0.001])
+    # a column that is zero in every training network gets no weight, not an unbounded one
+    assert scale[2] == 0.0

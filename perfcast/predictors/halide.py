@@ -16,7 +16,8 @@ A network's cost is ``sum over nodes sum_k coef_k(node) term_k(node)`` plus non-
 terms (a constant; for ``memory_bytes`` also the activation peak and the weight bytes, which are
 not sums over nodes). ``coef_k(node) = s_k softplus(f_k(node))``: ``s_k`` is a per-term scale
 from a non-negative least-squares fit of the summed terms (so training starts near the best
-constant-coefficient model) and ``f`` is a multilayer perceptron (one hidden layer of ``hidden``
+constant-coefficient model; a term that fit gives no weight starts where it adds at most a tenth
+of the smallest training label, so it cannot swamp the small networks) and ``f`` is a multilayer perceptron (one hidden layer of ``hidden``
 tanh units) of the node's features: a learned embedding (``embed`` numbers) of its kind (op type,
 ``Conv:dw`` for depthwise; kinds not seen in training share one), the embedding of the kind of its
 first producer, and the standardised ``log1p`` of its shape features (MACs, FLOPs, bytes,
@@ -50,6 +51,7 @@ UNKNOWN = "<unknown>"
 _N = {c: i for i, c in enumerate(NODE_COLUMNS)}
 _SHAPE_COLS = [_N[c] for c in SHAPE_FEATURES]
 _SMOOTH = 1e-3
+_MODEST_SHARE = 0.1
 _SOFTPLUS_ONE = float(np.log(np.expm1(1.0)))  # softplus of it is 1
 
 
@@ -78,6 +80,16 @@ def _graph_arrays(stats: Sequence[GraphStats], vocab: Mapping[str, int]):
     width = len(SHAPE_FEATURES)
     return (np.array(kinds, int), np.array(producers, int), np.vstack(shapes) if shapes else np.zeros((0, width)),
             np.vstack(terms) if terms else np.zeros((0, len(TERMS))), np.array(owner, int))
+
+
+def _modest_scale(columns: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per column, the scale at which the column adds at most ``_MODEST_SHARE`` of any training
+    label: the start of a term that the least-squares fit gives no weight. (A start relative to the
+    median label would put a term worth a tenth of a median network into networks a hundred times
+    smaller, and the penalty towards the start would keep it there.)"""
+    ratio = np.where(columns > 0, y[:, None] / np.maximum(columns, 1e-300), np.inf)
+    least = ratio.min(axis=0)
+    return _MODEST_SHARE * np.where(np.isfinite(least), least, 0.0)
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
@@ -118,10 +130,8 @@ class HalideCostModel(Predictor):
         summed = np.zeros((len(stats), len(TERMS)))
         np.add.at(summed, owner, terms)
         init = fit_relative_nnls(np.column_stack([summed, extra]), y)
-        typical = np.median(y) / np.maximum(np.median(summed, axis=0), 1e-30)
-        typical_extra = np.median(y) / np.maximum(np.median(extra, axis=0), 1e-30)
-        scale = np.where(init[:len(TERMS)] > 0, init[:len(TERMS)], 0.1 * typical)
-        extra_scale = np.where(init[len(TERMS):] > 0, init[len(TERMS):], 0.1 * typical_extra)
+        scale = np.where(init[:len(TERMS)] > 0, init[:len(TERMS)], _modest_scale(summed, y))
+        extra_scale = np.where(init[len(TERMS):] > 0, init[len(TERMS):], _modest_scale(extra, y))
         mean, std = shapes.mean(axis=0), np.maximum(shapes.std(axis=0), 1e-6)
 
         previous = torch.get_num_threads()
