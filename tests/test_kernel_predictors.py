@@ -178,3 +178,15 @@ def test_halide_terms_without_least_squares_weight_start_small_for_every_network
     np.testing.assert_allclose(start[0, :2], [0.001, 0.001])
     # a column that is zero in every training network gets no weight, not an unbounded one
     assert scale[2] == 0.0
+
+
+def test_halide_node_terms_start_at_the_median_network_and_never_unbounded():
+    from perfcast.predictors.halide import _typical_scale
+
+    columns = np.array([[10.0, 0.0, 0.0], [30.0, 0.0, 4.0], [20.0, 0.0, 0.0]])
+    y = np.array([1.0, 3.0, 2.0])
+    scale = _typical_scale(columns, y)
+    assert scale[0] == pytest.approx(0.1 * 2.0 / 20.0)
+    # a column that is zero in most networks: the modest start (a tenth of 3.0 over 4.0), not
+    # the median label over a zero median; a column zero everywhere gets no weight
+    assert scale[2] == pytest.approx(0.1 * 3.0 / 4.0) and scale[1] == 0.0

@@ -16,15 +16,16 @@ A network's cost is ``sum over nodes sum_k coef_k(node) term_k(node)`` plus non-
 terms (a constant; for ``memory_bytes`` also the activation peak and the weight bytes, which are
 not sums over nodes). ``coef_k(node) = s_k softplus(f_k(node))``: ``s_k`` is a per-term scale
 from a non-negative least-squares fit of the summed terms (so training starts near the best
-constant-coefficient model; a term that fit gives no weight starts where it adds at most a tenth
-of the smallest training label, so it cannot swamp the small networks) and ``f`` is a multilayer perceptron (one hidden layer of ``hidden``
+constant-coefficient model; a node term that fit gives no weight starts where it adds a tenth of
+the median label to the median network, a graph term where it adds at most a tenth of the
+smallest label, so a constant cannot swamp the small networks) and ``f`` is a multilayer perceptron (one hidden layer of ``hidden``
 tanh units) of the node's features: a learned embedding (``embed`` numbers) of its kind (op type,
 ``Conv:dw`` for depthwise; kinds not seen in training share one), the embedding of the kind of its
 first producer, and the standardised ``log1p`` of its shape features (MACs, FLOPs, bytes,
 elements, kernel size, channels, stride, group, innermost dimension). The network is trained with
 Adam on the mean relative error ``|yhat / y - 1|`` (smoothed) plus ``l2`` times the squares of the
 output weights, of the embeddings (mean) and of the graph terms' departures from their least-squares
-start, which keeps the coefficients near constant where few labels say otherwise; full batch, for
+start (those the fit gave no weight have no start to keep and are free), which keeps the coefficients near constant where few labels say otherwise; full batch, for
 ``steps`` steps,
 with torch on one CPU thread in float32 and a fixed seed; predictions are computed with numpy in
 float64 from the stored weights, so a saved and reloaded predictor predicts the same numbers.
@@ -82,6 +83,15 @@ def _graph_arrays(stats: Sequence[GraphStats], vocab: Mapping[str, int]):
             np.vstack(terms) if terms else np.zeros((0, len(TERMS))), np.array(owner, int))
 
 
+def _typical_scale(columns: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per node-term column, the scale at which the column adds a tenth of the median label to
+    the median network (the start of a node term that the least-squares fit gives no weight; a
+    column whose median is zero takes :func:`_modest_scale`, 0 when the column is)."""
+    median = np.median(columns, axis=0)
+    typical = 0.1 * np.median(y) / np.where(median > 0, median, 1.0)
+    return np.where(median > 0, typical, _modest_scale(columns, y))
+
+
 def _modest_scale(columns: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per column, the scale at which the column adds at most ``_MODEST_SHARE`` of any training
     label: the start of a term that the least-squares fit gives no weight. (A start relative to the
@@ -130,7 +140,7 @@ class HalideCostModel(Predictor):
         summed = np.zeros((len(stats), len(TERMS)))
         np.add.at(summed, owner, terms)
         init = fit_relative_nnls(np.column_stack([summed, extra]), y)
-        scale = np.where(init[:len(TERMS)] > 0, init[:len(TERMS)], _modest_scale(summed, y))
+        scale = np.where(init[:len(TERMS)] > 0, init[:len(TERMS)], _typical_scale(summed, y))
         extra_scale = np.where(init[len(TERMS):] > 0, init[len(TERMS):], _modest_scale(extra, y))
         mean, std = shapes.mean(axis=0), np.maximum(shapes.std(axis=0), 1e-6)
 
@@ -142,15 +152,16 @@ class HalideCostModel(Predictor):
             unique, inverse = np.unique(rows, axis=0, return_inverse=True)
             weights = self._train(unique[:, 0].astype(int), unique[:, 1].astype(int), (unique[:, 2:2 + mean.size] - mean) / std,
                                   unique[:, 2 + mean.size:] * scale, inverse.reshape(-1), owner, extra * extra_scale,
-                                  y, len(vocab_list))
+                                  init[len(TERMS):] > 0, y, len(vocab_list))
         finally:
             torch.set_num_threads(previous)
         weights["extra_coef"] = weights.pop("extra_multiplier") * extra_scale
         return {"kinds": json.dumps(vocab_list), "mean": mean, "std": std, "scale": scale, **weights}
 
-    def _train(self, kinds, producers, z, scaled_terms, inverse, owner, scaled_extra, y, n_kinds) -> dict:
+    def _train(self, kinds, producers, z, scaled_terms, inverse, owner, scaled_extra, anchored, y, n_kinds) -> dict:
         """Fit the network on distinct node rows; ``inverse`` maps each node to its row and ``owner``
-        to its graph."""
+        to its graph; the graph terms marked ``anchored`` (those with a least-squares start) are
+        penalised for leaving it."""
         import torch
 
         gen = torch.Generator().manual_seed(self.seed)
@@ -171,6 +182,7 @@ class HalideCostModel(Predictor):
         owner_t, inverse_t = torch.as_tensor(owner), torch.as_tensor(inverse)
         extra_t = torch.as_tensor(scaled_extra, dtype=torch.float32)
         y_t = torch.as_tensor(y, dtype=torch.float32)
+        anchored_t = torch.as_tensor(np.asarray(anchored, dtype=np.float32))
         params = [emb, w1, b1, w2, b2, raw_extra]
         opt = torch.optim.Adam(params, lr=float(self.learning_rate))
         for _ in range(self.steps):
@@ -181,7 +193,7 @@ class HalideCostModel(Predictor):
             pred = torch.zeros(len(y), dtype=per_node.dtype).index_add(0, owner_t, per_node[inverse_t])
             pred = pred + extra_t @ torch.nn.functional.softplus(raw_extra)
             loss = torch.sqrt((pred / y_t - 1.0) ** 2 + _SMOOTH ** 2).mean() + self.l2 * (
-                (w2 ** 2).sum() + (emb ** 2).mean() + (raw_extra - _SOFTPLUS_ONE).pow(2).sum())
+                (w2 ** 2).sum() + (emb ** 2).mean() + (anchored_t * (raw_extra - _SOFTPLUS_ONE).pow(2)).sum())
             loss.backward()
             opt.step()
         out = {name: v.detach().double().numpy() for name, v in (("emb", emb), ("w1", w1), ("b1", b1), ("w2", w2),
