@@ -14,21 +14,22 @@ Every node is a stage with the terms (:data:`TERMS`)
 
 A network's cost is ``sum over nodes sum_k coef_k(node) term_k(node)`` plus non-negative graph
 terms (a constant; for ``memory_bytes`` also the activation peak and the weight bytes, which are
-not sums over nodes). ``coef_k(node) = s_k softplus(f_k(node))``: ``s_k`` is a per-term scale
-from a non-negative least-squares fit of the summed terms (so training starts near the best
+not sums over nodes). ``coef_k(node) = s_k softplus(f_k(node))``: ``s_k`` is a per-term scale from
+a non-negative least-squares fit of the summed terms (so training starts near the best
 constant-coefficient model; a node term that fit gives no weight starts where it adds a tenth of
-the median label to the median network, a graph term where it adds at most a tenth of the
-smallest label, so a constant cannot swamp the small networks) and ``f`` is a multilayer perceptron (one hidden layer of ``hidden``
-tanh units) of the node's features: a learned embedding (``embed`` numbers) of its kind (op type,
-``Conv:dw`` for depthwise; kinds not seen in training share one), the embedding of the kind of its
-first producer, and the standardised ``log1p`` of its shape features (MACs, FLOPs, bytes,
-elements, kernel size, channels, stride, group, innermost dimension). The network is trained with
-Adam on the mean relative error ``|yhat / y - 1|`` (smoothed) plus ``l2`` times the squares of the
-output weights, of the embeddings (mean) and of the graph terms' departures from their least-squares
-start (those the fit gave no weight have no start to keep and are free), which keeps the coefficients near constant where few labels say otherwise; full batch, for
-``steps`` steps,
-with torch on one CPU thread in float32 and a fixed seed; predictions are computed with numpy in
-float64 from the stored weights, so a saved and reloaded predictor predicts the same numbers.
+the median label to the median network, a graph term where it adds at most a tenth of the smallest
+label, so a constant cannot swamp the small networks) and ``f`` is a multilayer perceptron (one
+hidden layer of ``hidden`` tanh units) of the node's features: a learned embedding (``embed``
+numbers) of its kind (op type, ``Conv:dw`` for depthwise; kinds not seen in training share one),
+the embedding of the kind of its first producer, and the standardised ``log1p`` of its shape
+features (MACs, FLOPs, bytes, elements, kernel size, channels, stride, group, innermost dimension).
+The network is trained with Adam on the mean relative error ``|yhat / y - 1|`` (smoothed) plus
+``l2`` times the squares of the output weights, of the embeddings (mean) and of the graph terms'
+departures from their least-squares start (those the fit gave no weight have no start to keep and
+are free), which keeps the coefficients near constant where few labels say otherwise; full batch,
+for ``steps`` steps, with torch on one CPU thread in float32 and a fixed seed; predictions are
+computed with numpy in float64 from the stored weights, so a saved and reloaded predictor predicts
+the same numbers.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ UNKNOWN = "<unknown>"
 _N = {c: i for i, c in enumerate(NODE_COLUMNS)}
 _SHAPE_COLS = [_N[c] for c in SHAPE_FEATURES]
 _SMOOTH = 1e-3
-_MODEST_SHARE = 0.1
+_START_SHARE = 0.1  # share of a label that a term without a least-squares weight starts at
 _SOFTPLUS_ONE = float(np.log(np.expm1(1.0)))  # softplus of it is 1
 
 
@@ -84,22 +85,22 @@ def _graph_arrays(stats: Sequence[GraphStats], vocab: Mapping[str, int]):
 
 
 def _typical_scale(columns: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per node-term column, the scale at which the column adds a tenth of the median label to
-    the median network (the start of a node term that the least-squares fit gives no weight; a
+    """Per node-term column, the scale at which the column adds ``_START_SHARE`` of the median
+    label to the median network (the start of a node term that the least-squares fit gives no weight; a
     column whose median is zero takes :func:`_modest_scale`, 0 when the column is)."""
     median = np.median(columns, axis=0)
-    typical = 0.1 * np.median(y) / np.where(median > 0, median, 1.0)
+    typical = _START_SHARE * np.median(y) / np.where(median > 0, median, 1.0)
     return np.where(median > 0, typical, _modest_scale(columns, y))
 
 
 def _modest_scale(columns: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per column, the scale at which the column adds at most ``_MODEST_SHARE`` of any training
-    label: the start of a term that the least-squares fit gives no weight. (A start relative to the
-    median label would put a term worth a tenth of a median network into networks a hundred times
-    smaller, and the penalty towards the start would keep it there.)"""
+    """Per column, the scale at which the column adds at most ``_START_SHARE`` of any training
+    label (0 for a column that is zero everywhere): the start of a graph term that the
+    least-squares fit gives no weight. A start relative to the median label would put a constant
+    worth a tenth of a median network into networks a hundred times smaller."""
     ratio = np.where(columns > 0, y[:, None] / np.maximum(columns, 1e-300), np.inf)
     least = ratio.min(axis=0)
-    return _MODEST_SHARE * np.where(np.isfinite(least), least, 0.0)
+    return _START_SHARE * np.where(np.isfinite(least), least, 0.0)
 
 
 def _softplus(x: np.ndarray) -> np.ndarray:
