@@ -268,6 +268,40 @@ def test_transfer_adds_methods_fitted_on_the_measurements_where_they_predict_bet
         get_predictor("transfer", own=("gbt",)).fit(graphs[rows], {"latency_ms": y[rows]}, bases=[base])
 
 
+def test_transfer_reads_bases_on_folded_graphs_for_a_device_that_folds(tmp_path):
+    """A base device that runs every operator and a new device that folds (its cost is what remains
+    after constant folding and dead-code elimination: NAS-Bench-201 cells with dead branches cost
+    less): the base read on the folded graphs is a candidate, chosen when the measurements show
+    folding, and it predicts held-out networks with dead branches."""
+    from perfcast.analysis.liveness import folded_graph
+
+    graphs = [api.load(s) for s in sample_specs("nb201", 60, 7)]
+    ft = graph_features(graphs)
+    base = get_predictor("flops").fit(graphs[:20], {"latency_ms": 1e-7 * ft.column("macs")[:20] + 0.5})
+    full = base.predict(graphs)["latency_ms"]
+    y = 1.5 * base.predict([folded_graph(g) for g in graphs])["latency_ms"]
+    dead = np.flatnonzero(np.abs(y / full - 1.5) > 0.05)
+    assert (dead < 12).sum() >= 2 and (dead >= 30).sum() >= 3  # measured and held-out networks with dead branches
+
+    def fitted(**params):
+        return get_predictor("transfer", correct=False, own=(), **params).fit(graphs[:12], {"latency_ms": y[:12]},
+                                                                             bases=[base])
+
+    def error(pred) -> np.ndarray:
+        return np.abs(pred.predict(graphs[30:])["latency_ms"] / y[30:] - 1)
+
+    folding, plain = fitted(), fitted(fold=False)
+    assert True in folding.chosen_folded()["latency_ms"] and plain.chosen_folded() == {"latency_ms": [False]}
+    assert error(folding).mean() < error(plain).mean() / 3, (error(folding).mean(), error(plain).mean())
+    save_device(Device("folds", {"transfer": folding}, "transfer"), tmp_path / "folds.json")
+    back = load_device(tmp_path / "folds.json").predictor()
+    np.testing.assert_array_equal(back.predict(graphs[30:])["latency_ms"], folding.predict(graphs[30:])["latency_ms"])
+    # a device that runs every operator keeps the base on the graphs as given
+    runs_all = get_predictor("transfer", correct=False, own=()).fit(graphs[:12], {"latency_ms": 2.0 * full[:12]},
+                                                                   bases=[base])
+    assert runs_all.chosen_folded() == {"latency_ms": [False]}
+
+
 BAD_SAMPLES = {
     "not a number": ("nb201:{a}\t1.5\nnb201:{b}\t2\nnb201:{c}\tabc\n", "S.csv row 4: latency_ms 'abc' is not a number"),
     "negative": ("nb201:{a}\t1.5\nnb201:{b}\t-2\nnb201:{c}\t3\n", "S.csv row 3: latency_ms '-2' is negative"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from perfcast import api
-from perfcast.cli.output import emit_json
+from perfcast.cli.output import bases_line, emit_json
 
 
 def register(sub) -> None:
@@ -28,5 +28,5 @@ def run(args) -> int:
     print(f"wrote {summary['out']}: device {summary['device']}, method {summary['method']}, "
           f"{summary['rows']} measurements, targets {', '.join(summary['targets'])}")
     for target, chosen in summary.get("bases", {}).items():
-        print(f"  {target} <- " + ", ".join(f"{c['device']} ({c['target']})" for c in chosen))
+        print(bases_line(target, chosen))
     return 0

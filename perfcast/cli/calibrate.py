@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from perfcast import api
 from perfcast.calibration import DEFAULT_COUNT, MIN_COUNT, RUNTIMES
-from perfcast.cli.output import emit_json, table
+from perfcast.cli.output import bases_line, emit_json, table
 
 
 def register(sub) -> None:
@@ -62,7 +62,7 @@ def format_summary(summary: dict) -> str:
     lines.append(table(["target", "rows", "in-sample median", "in-sample MAPE", f"{held_out} median",
                         f"{held_out} p90", "90% interval"], rows))
     for target, chosen in summary.get("bases", {}).items():
-        lines.append(f"  {target} <- " + ", ".join(f"{b['device']} ({b['target']})" for b in chosen))
+        lines.append(bases_line(target, chosen))
     lines.append(f"wrote {summary['out']}: device {summary['device']}, method {summary['method']}, "
                  f"targets {', '.join(summary['targets'])}")
     return "\n".join(lines)

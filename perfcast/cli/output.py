@@ -33,3 +33,10 @@ def table(headers: list[str], rows: list[list[str]], align: str | None = None) -
         return "  ".join(str(c).ljust(w) if a == "l" else str(c).rjust(w) for c, w, a in zip(cells, widths, align))
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def bases_line(target: str, chosen: list[dict]) -> str:
+    """``  target <- device (base target), ...`` for the bases an adapted device maps, marking those
+    read on the folded graphs."""
+    return f"  {target} <- " + ", ".join(
+        f"{c['device']} ({c['target']}{', folded graphs' if c.get('folded') else ''})" for c in chosen)
