@@ -218,9 +218,14 @@ class _Candidate:
     def restore(model: Mapping, j: int, index: int) -> "_Candidate":
         prefix = f"b{j}{_SEP}model{_SEP}"
         sub = {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)}
-        folded = bool(float(np.asarray(model.get(f"b{j}{_SEP}folded", 0.0)).reshape(-1)[0]))
         return _Candidate(index, str(model[f"b{j}{_SEP}name"]), json.loads(model[f"b{j}{_SEP}params"]),
-                          str(model[f"b{j}{_SEP}target"]), sub, folded)
+                          str(model[f"b{j}{_SEP}target"]), sub, _stored_folded(model, j))
+
+
+def _stored_folded(model: Mapping, j: int) -> bool:
+    """Whether candidate ``j`` of a stored transfer model reads the folded graphs (models saved
+    before the folded readings have no such entry and do not)."""
+    return bool(float(np.asarray(model.get(f"b{j}{_SEP}folded", 0.0)).reshape(-1)[0]))
 
 
 def own_candidate(name: str, target: str, stats: list[GraphStats], y: np.ndarray) -> tuple[_Candidate, np.ndarray]:
@@ -416,6 +421,5 @@ class TransferPredictor(Predictor):
     def chosen_folded(self) -> dict[str, list[bool]]:
         """Per target and candidate of :meth:`chosen`, whether it predicts the folded graphs."""
         self._fitted()
-        return {target: [bool(float(np.asarray(model.get(f"b{j}{_SEP}folded", 0.0)).reshape(-1)[0]))
-                         for j in range(np.asarray(model["base_index"]).size)]
+        return {target: [_stored_folded(model, j) for j in range(np.asarray(model["base_index"]).size)]
                 for target, model in self.models_.items()}
