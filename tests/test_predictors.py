@@ -16,7 +16,7 @@ from perfcast.errors import ModelLoadError, UsageError
 from perfcast.predictors import Predictor, get_predictor, predictor_names
 from perfcast.predictors.base import (MIN_RELATIVE_WIDTH, OOD_WIDENING, UNSEEN_FAMILY_WIDTH, _log_features,
                                      cluster_labels, conformal_quantile)
-from perfcast.predictors.features import COLUMNS, FAMILIES, N_STORAGE, graph_features, graph_stats
+from perfcast.predictors.features import COLUMNS, FAMILIES, N_BUFFERS, N_STORAGE, graph_features, graph_stats
 from perfcast.spaces.registry import sample_specs
 
 N_TRAIN = 100
@@ -406,7 +406,75 @@ def test_memory_baseline_has_no_traffic_term_and_reads_models_that_had_one(data)
     model = dict(fitted.models_["memory_bytes"])
     coef = np.asarray(model["prior_coef"], float)
     assert coef.size == prior_design("memory_bytes", rows).shape[1]
-    old = dict(model, prior_coef=np.insert(coef, 1, 0.0))  # the old layout: MACs, bytes, peak, weights, 1
-    assert np.allclose(_log_prior(old, "memory_bytes", rows), _log_prior(model, "memory_bytes", rows))
-    old["prior_coef"] = np.insert(coef, 1, 1.0)  # its bytes term is read where it has one
+    # a model fitted before the buffer terms: MACs, peak, weights, 1
+    before = dict(model, prior_coef=coef[[0, 1, 2, -1]])
+    expected = np.log(np.maximum(prior_design("memory_bytes", rows, buffers=False) @ coef[[0, 1, 2, -1]],
+                                 float(model["prior_floor"][0])))
+    assert np.allclose(_log_prior(before, "memory_bytes", rows), expected)
+    old = dict(model, prior_coef=np.insert(coef[[0, 1, 2, -1]], 1, 0.0))  # and before: MACs, bytes, peak, weights, 1
+    assert np.allclose(_log_prior(old, "memory_bytes", rows), expected)
+    old["prior_coef"] = np.insert(coef[[0, 1, 2, -1]], 1, 1.0)  # its bytes term is read where it has one
     assert np.all(_log_prior(old, "memory_bytes", more) > _log_prior(old, "memory_bytes", rows))
+
+
+def test_buffer_columns_count_outputs_deconvolution_columns_and_blocked_filters(tmp_path):
+    """The buffers a runtime holds beside the graph's tensors, worked by hand: the outputs; the
+    column buffer of a transposed convolution (output channels per group x taps x input pixels);
+    filters with channel counts rounded up to blocks of 16 (an input side under 8 channels stays,
+    a depthwise filter is blocked on its one channel side, another grouped one stays as it is).
+    A TFLite file of the same network (NHWC, other filter layouts) gives the same figures."""
+    import torch
+
+    from perfcast.frontends.tflite_writer import to_tflite
+
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 24, 3, padding=1), torch.nn.ReLU(),  # (24, 3, 3, 3): 32 x 3 x 9 floats
+        torch.nn.Conv2d(24, 24, 3, padding=1, groups=24),  # depthwise (24, 1, 3, 3): 32 x 9
+        torch.nn.Conv2d(24, 40, 1),  # (40, 24, 1, 1): 48 x 32
+        torch.nn.ConvTranspose2d(40, 5, 4, stride=2),  # 5 x 16 columns over 10 x 12 input pixels
+    ).eval()
+    graph = load(module, torch.randn(1, 3, 10, 12))
+    row = dict(zip(COLUMNS, graph_stats(graph).row))
+    assert row["blocked_conv_weight_bytes"] == 4 * (32 * 3 * 9 + 32 * 9 + 48 * 32)
+    assert row["deconv_buffer_bytes"] == 4 * (5 * 16) * (10 * 12)
+    assert row["graph_output_bytes"] == 4 * 5 * 22 * 26  # (10 - 1) x 2 + 4 by (12 - 1) x 2 + 4
+    grouped = load(torch.nn.Conv2d(24, 40, 3, groups=2).eval(), torch.randn(1, 24, 8, 8))
+    assert dict(zip(COLUMNS, graph_stats(grouped).row))["blocked_conv_weight_bytes"] == 4 * 40 * 12 * 9
+    path = tmp_path / "net.tflite"
+    path.write_bytes(to_tflite(graph, with_weights=False))
+    lite = dict(zip(COLUMNS, graph_stats(load(str(path))).row))
+    for column in ("blocked_conv_weight_bytes", "deconv_buffer_bytes", "graph_output_bytes"):
+        assert lite[column] == row[column], column
+
+
+def test_trees_saved_before_a_feature_column_was_appended_read_the_columns_they_knew(data, tmp_path):
+    """Feature columns are only appended: a model saved before the buffer columns loads, its
+    ensemble predicts from the leading columns instead of failing on the count, and updating it
+    asks for a new fit; a model of any other feature set is refused."""
+    import lightgbm
+
+    from perfcast.predictors.gbt import _booster_params
+
+    graphs, targets = data
+    y = targets["memory_bytes"][:N_TRAIN]
+    fitted = get_predictor("gbt", prior="none", n_estimators=20).fit(graphs[:N_TRAIN], {"memory_bytes": y})
+    stats = [graph_stats(g) for g in graphs[:N_TRAIN]]
+    narrow = _log_features(stats, "memory_bytes")[:, :-3]
+    params = _booster_params(15, 0.05, 3, 0)
+    booster = lightgbm.train(params, lightgbm.Dataset(narrow, np.log(y), params=params), num_boost_round=20)
+    model = fitted.models_["memory_bytes"]
+    model["booster"] = booster.model_to_string()
+    model["train_rows"] = np.asarray(model["train_rows"])[:, :-3]
+    fitted.save(tmp_path / "old")
+    meta_path = next((tmp_path / "old").glob("*.json"))
+    meta = json.loads(meta_path.read_text())
+    assert meta["feature_columns"] == list(COLUMNS)
+    meta_path.write_text(json.dumps(dict(meta, feature_columns=list(COLUMNS[:N_BUFFERS]))))
+    fitted = Predictor.load(tmp_path / "old")
+    predicted = fitted.predict(graphs[:N_TRAIN])["memory_bytes"]
+    assert np.allclose(np.log(predicted), booster.predict(narrow))
+    with pytest.raises(UsageError, match="feature columns"):
+        fitted.update(graphs[:3], {"memory_bytes": y[:3]})
+    meta_path.write_text(json.dumps(dict(meta, feature_columns=list(COLUMNS[:N_BUFFERS - 1]))))
+    with pytest.raises(ModelLoadError, match="different feature set"):
+        Predictor.load(tmp_path / "old")

@@ -91,7 +91,7 @@ import numpy as np
 from perfcast.analysis.liveness import folded_graph
 from perfcast.errors import ModelLoadError, UsageError
 from perfcast.ir.graph import Graph
-from perfcast.predictors.features import COLUMNS, N_STORAGE, N_SUMMARY, GraphStats, graph_stats
+from perfcast.predictors.features import COLUMNS, N_BUFFERS, N_STORAGE, N_SUMMARY, GraphStats, graph_stats
 
 TARGETS = ("latency_ms", "energy_mj", "memory_bytes")
 FORMAT = "perfcast-predictor"
@@ -709,8 +709,10 @@ def write_saved(path: str | os.PathLike, meta_name: str, meta: str, arrays: dict
 def read_saved(path: str | os.PathLike, meta_name: str, fmt: str, version: int,
                what: str) -> tuple[dict, dict[str, np.ndarray]]:
     """The metadata and arrays of a directory written by :func:`write_saved`, checked to be of
-    format ``fmt`` at ``version`` with this perfcast's feature columns; ``what`` names the kind
-    of saved object in errors."""
+    format ``fmt`` at ``version`` with this perfcast's feature columns, or with those before the
+    buffer columns were appended (trees trained then read the columns they knew:
+    :func:`perfcast.predictors.gbt.known_features`); ``what`` names the kind of saved object in
+    errors."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
@@ -725,7 +727,7 @@ def read_saved(path: str | os.PathLike, meta_name: str, fmt: str, version: int,
     if meta.get("format_version") != version:
         raise ModelLoadError(str(path), f"format version {meta.get('format_version')!r}; "
                                         f"this perfcast reads {version}")
-    if meta.get("feature_columns") != list(COLUMNS):
+    if meta.get("feature_columns") not in (list(COLUMNS), list(COLUMNS[:N_BUFFERS])):
         raise ModelLoadError(str(path), "saved with a different feature set")
     return meta, arrays
 

@@ -58,23 +58,27 @@ _LABEL_FLOOR = 1e-12
 PRIORS = ("auto", "linear", "none")
 _PRIOR_COLUMNS = {"macs": ("macs",), "bytes": ("bytes_read", "bytes_written")}
 _MEMORY_COLUMNS = ("activation_peak_bytes", "weight_bytes")
+_BUFFER_COLUMNS = ("graph_output_bytes", "deconv_buffer_bytes", "blocked_conv_weight_bytes")
 _INDEX = {c: i for i, c in enumerate(COLUMNS)}
 _PRIOR_FLOOR = 0.01  # of the smallest training label: the least a baseline may predict
 
 
-def prior_design(target: str, rows: np.ndarray, traffic: bool | None = None) -> np.ndarray:
+def prior_design(target: str, rows: np.ndarray, traffic: bool | None = None, buffers: bool = True) -> np.ndarray:
     """The baseline's columns: MACs, bytes read + written, 1; for memory MACs, activation peak,
-    weight bytes, 1. Memory holds tensors, it does not move them: the bytes an operator reads are
+    weight bytes, the buffers a runtime holds beside the tensors (outputs, a transposed
+    convolution's column buffer, channel-blocked filters: see :mod:`perfcast.predictors.features`),
+    1. Memory holds tensors, it does not move them: the bytes an operator reads are
     no term of it (a recurrent cell reads its weights once per step, which says nothing of the
     memory it takes; leaving the 212 recurrent networks of the local dataset out, the memory
     MAPE of the trees on them was 38 % with the bytes term and 8.3 % without, and 4.68 % on
     held-out networks of the seen spaces either way). ``traffic=True`` keeps the bytes term for
-    memory, as models fitted before it was dropped (one more coefficient) were."""
+    memory, and ``buffers=False`` leaves the buffer terms out, as models fitted before each change
+    were (one more and three fewer coefficients)."""
     memory = target == "memory_bytes"
     groups = [g for name, g in _PRIOR_COLUMNS.items() if not memory or traffic or name != "bytes"]
     cols = [rows[:, [_INDEX[c] for c in group]].sum(axis=1) for group in groups]
     if memory:
-        cols += [rows[:, _INDEX[c]] for c in _MEMORY_COLUMNS]
+        cols += [rows[:, _INDEX[c]] for c in _MEMORY_COLUMNS + (_BUFFER_COLUMNS if buffers else ())]
     return np.column_stack(cols + [np.ones(len(rows))])
 
 
@@ -84,8 +88,9 @@ def _log_prior(model: Mapping, target: str, rows: np.ndarray) -> np.ndarray:
         return np.zeros(len(rows))
     floor = float(np.asarray(model["prior_floor"]).reshape(-1)[0])
     design = prior_design(target, rows)
-    if coef.size == design.shape[1] + 1:  # a memory model fitted with the bytes term
-        design = prior_design(target, rows, traffic=True)
+    if coef.size != design.shape[1] and target == "memory_bytes":  # a model fitted before a change
+        older = prior_design(target, rows, buffers=False)
+        design = older if coef.size == older.shape[1] else prior_design(target, rows, traffic=True, buffers=False)
     return np.log(np.maximum(design @ coef, floor))
 
 
@@ -102,6 +107,12 @@ def _booster(model_str: str):
     import lightgbm
 
     return lightgbm.Booster(model_str=model_str)
+
+
+def known_features(model_str: str, features: np.ndarray) -> np.ndarray:
+    """The leading columns of ``features`` that the ensemble was trained on: feature columns are
+    only ever appended, so a model saved before a column was added reads the columns it knew."""
+    return features[:, :_booster(model_str).num_feature()]
 
 
 def _stats_of_rows(rows: np.ndarray) -> list[GraphStats]:
@@ -180,7 +191,8 @@ class GradientBoostedTrees(Predictor):
 
     def _predict_target(self, target: str, model: Mapping, stats: list[GraphStats]) -> np.ndarray:
         rows = np.vstack([s.row for s in stats])
-        trees = _booster(model["booster"]).predict(_log_features(stats, target), num_threads=1)
+        trees = _booster(model["booster"]).predict(known_features(model["booster"], _log_features(stats, target)),
+                                                   num_threads=1)
         return np.exp(_log_prior(model, target, rows) + trees)
 
     def update(self, graphs: Sequence[Graph], targets: Mapping[str, Sequence[float]]) -> "GradientBoostedTrees":
@@ -195,7 +207,11 @@ class GradientBoostedTrees(Predictor):
         for target, y in labels.items():
             keep = ~np.isnan(y)
             old = self.models_.get(target, {"train_rows": np.zeros((0, rows.shape[1])), "train_y": np.zeros(0)})
-            all_rows = np.vstack([np.asarray(old["train_rows"]).reshape(-1, rows.shape[1]), rows[keep]])
+            old_rows = np.asarray(old["train_rows"])
+            if old_rows.size and old_rows.shape[1] != rows.shape[1]:
+                raise UsageError("predictor", f"was fitted by a perfcast with {old_rows.shape[1]} feature columns "
+                                              f"(this one has {rows.shape[1]}): fit it again to update it")
+            all_rows = np.vstack([old_rows.reshape(-1, rows.shape[1]), rows[keep]])
             all_y = np.r_[old["train_y"], y[keep]]
             self._learn_target(target, _stats_of_rows(all_rows), all_y)
         self.targets_ = [t for t in TARGETS if t in self.models_]

@@ -24,7 +24,7 @@ import numpy as np
 
 from perfcast.predictors.base import _log_features, register_predictor
 from perfcast.predictors.features import GraphStats
-from perfcast.predictors.gbt import _booster, _booster_params
+from perfcast.predictors.gbt import _booster, _booster_params, known_features
 from perfcast.predictors.gnn import (
     LabelScale,
     TorchPredictor,
@@ -143,4 +143,4 @@ class LstmGbm(TorchPredictor):
 
     def _predict_target(self, target: str, model: Mapping, stats: list[GraphStats]) -> np.ndarray:
         features = np.hstack([self._embeddings(model, stats), _log_features(stats, target)])
-        return np.exp(_booster(model["booster"]).predict(features, num_threads=1))
+        return np.exp(_booster(model["booster"]).predict(known_features(model["booster"], features), num_threads=1))
