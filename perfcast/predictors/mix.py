@@ -29,12 +29,12 @@ changed little and made each prediction about twenty times slower.
 
 On the local dataset (onnxruntime CPU, one thread; ``perfcast evaluate --data local --protocol
 a,c``), on held-out networks of the training spaces the mix predicts as gbt does with all 2,632
-training networks (latency MAPE 6.78 % for both, memory 4.68 % against 4.67 %); with 100 training
-networks the operator-summing members join (latency 15.6 % -> 10.9 %, memory 17.6 % -> 15.9 %). On
+training networks (latency MAPE 6.78 % for both, memory 4.65 % for both); with 100 training
+networks the operator-summing members join (latency 15.6 % -> 10.9 %, memory 11.7 % for both). On
 a space left out of training (mean over the 13 spaces), the latency MAPE fell from 16.5 % to 13.1 %
 and the share within +-10 % rose from 50.9 % to 53.7 % (a keyword-spotting space from 32.7 % to
 16.9 % MAPE, GPT from 13.3 % to 7.2 %, the recurrent space from 22.1 % to 12.8 %); the memory MAPE
-fell from 20.0 % to 19.2 %, its share within +-10 % from 35.7 % to 33.1 %.
+fell from 13.4 % to 12.9 %, its share within +-10 % from 50.2 % to 47.8 %.
 
 Each member's model is stored inside the mix's model under ``m<j>:<key>``, the weights as
 ``w_in`` / ``w_out`` and the gate as ``gate:<key>``; no pickle.
