@@ -7,8 +7,9 @@ learn ``log(target)``, so every network's relative error weighs the same. Traini
 (fixed seed, one thread, LightGBM's deterministic mode).
 
 With ``prior="linear"`` the trees start from a physical baseline instead of a constant: a
-non-negative linear model of the network's MACs and bytes moved (for ``memory_bytes`` also its
-activation peak and weight bytes) plus a constant, fitted on relative error, gives ``log(base)`` as
+non-negative linear model of the network's MACs and bytes moved (for ``memory_bytes`` its MACs,
+activation peak, weight bytes and the buffers a runtime holds beside the tensors: see
+:func:`prior_design`) plus a constant, fitted on relative error, gives ``log(base)`` as
 LightGBM's initial score, and the trees learn ``log(target / base)``. Trees cannot extrapolate:
 beyond the training range a plain ensemble returns the value of its outermost leaves, while the
 baseline keeps scaling with the work and the trees only correct its ratio. On the local dataset
