@@ -76,12 +76,12 @@ import numpy as np
 from perfcast.analysis import analyze_graph
 from perfcast.errors import UsageError
 from perfcast.analysis.liveness import running_nodes
-from perfcast.ir.graph import Graph, Node, fewer_collections
+from perfcast.ir.graph import DTYPE_BYTES, Graph, Node, fewer_collections
 from perfcast.ops import onnx_ops, tflite_ops
 
 WL_BUCKETS = 512
-CHANNEL_BLOCK = 16  # channels per block of a blocked (NCHWc) filter layout: one AVX-512 vector of float32
 WL_ITERATIONS = 2
+CHANNEL_BLOCK = 16  # channels per block of a blocked (NCHWc) filter layout: one AVX-512 vector of float32
 FAMILIES = ("conv", "dwconv", "gemm", "norm", "activation", "pool", "elementwise", "data_movement", "other")
 
 _ACTIVATIONS = (
@@ -357,12 +357,15 @@ def compute_stats(graph: Graph) -> GraphStats:
 def _storage(graph: Graph, families: Sequence[str], row: list[float]) -> None:
     """Fill the storage columns of ``row``: per family the bytes of its constant inputs (weights,
     and tensors computed from constants only), of its outputs, and its largest output; over the
-    graph the largest weight and output tensors."""
+    graph the largest weight and output tensors, and the buffer columns (the graph's outputs, the
+    largest transposed-convolution column buffer, the channel-blocked filters)."""
     size = {name: t.nbytes for name, t in graph.tensors.items() if t.known}
     const = {name for name, t in graph.tensors.items() if t.constant}
-    largest_weight = 0
+    largest_weight = deconv_buffer = blocked_filters = 0
     sums: dict[str, list[int]] = {}
     for node, fam in zip(graph.nodes, families):
+        deconv_buffer = max(deconv_buffer, _deconv_buffer(node, graph))
+        blocked_filters += _blocked_filter(node, graph)
         weights = [size.get(n, 0) for n in node.inputs if n in const]
         out = [size.get(n, 0) for n in node.outputs if n]
         acc = sums.setdefault(fam, [0, 0, 0])
@@ -379,12 +382,12 @@ def _storage(graph: Graph, families: Sequence[str], row: list[float]) -> None:
     row[_COLUMN_INDEX["max_weight_bytes"]] = largest_weight
     row[_COLUMN_INDEX["max_out_bytes"]] = max((top for _, _, top in sums.values()), default=0)
     row[_COLUMN_INDEX["graph_output_bytes"]] = sum(size.get(n, 0) for n in graph.outputs)
-    row[_COLUMN_INDEX["deconv_buffer_bytes"]] = max((_deconv_buffer(n, graph) for n in graph.nodes), default=0)
-    row[_COLUMN_INDEX["blocked_conv_weight_bytes"]] = sum(_blocked_filter(n, graph) for n in graph.nodes)
+    row[_COLUMN_INDEX["deconv_buffer_bytes"]] = deconv_buffer
+    row[_COLUMN_INDEX["blocked_conv_weight_bytes"]] = blocked_filters
 
 
-def _round_up(channels: int, block: int = CHANNEL_BLOCK) -> int:
-    return -(-channels // block) * block
+def _round_up(channels: int) -> int:
+    return -(-channels // CHANNEL_BLOCK) * CHANNEL_BLOCK
 
 
 def _constant_input(node: Node, graph: Graph, index: int):
@@ -399,7 +402,8 @@ def _deconv_buffer(node: Node, graph: Graph) -> int:
     """Bytes of the column buffer of a transposed convolution: (output channels per group x kernel
     taps) x input pixels, in the filter's element type (0 for any other operator)."""
     if node.op_type == "ConvTranspose":  # filter (C_in, C_out / group, k...), input NC...
-        w, x = _constant_input(node, graph, 1), graph.tensor(node.inputs[0]) if node.inputs else None
+        w = _constant_input(node, graph, 1)
+        x = graph.tensor(node.inputs[0]) if node.inputs else None
         if w is None or x is None or not x.known or len(x.shape) != len(w.shape):
             return 0
         columns, pixels = w.shape[1] * math.prod(w.shape[2:]), math.prod(x.shape[2:])
@@ -411,7 +415,7 @@ def _deconv_buffer(node: Node, graph: Graph) -> int:
         columns, pixels = math.prod(w.shape[:3]), x.shape[1] * x.shape[2]
     else:
         return 0
-    return columns * pixels * (w.nbytes // max(w.numel, 1))
+    return columns * pixels * DTYPE_BYTES.get(w.dtype, 4)
 
 
 def _blocked_filter(node: Node, graph: Graph) -> int:
@@ -434,7 +438,7 @@ def _blocked_filter(node: Node, graph: Graph) -> int:
             cout, cin, taps, group = w.shape[0], w.shape[3], w.shape[1] * w.shape[2], 1
     else:
         return 0
-    item = w.nbytes // max(w.numel, 1)
+    item = DTYPE_BYTES.get(w.dtype, 4)
     if group == 1:
         cin = _round_up(cin) if cin >= CHANNEL_BLOCK // 2 else cin
         return _round_up(cout) * cin * taps * item
