@@ -123,9 +123,10 @@ def main(out: pathlib.Path) -> None:
         text += ["", f"## {title}", ""]
         text += [("#" + line) if line.startswith("#") else line for line in report[1:]]
     text += fewshot_means_section(out)
-    noise = out / "label-noise.md"
-    if noise.is_file():
-        text += ["", *noise.read_text(encoding="utf-8").splitlines()]
+    for name in ("label-noise.md", "ceiling.md"):
+        section = out / name
+        if section.is_file():
+            text += ["", *section.read_text(encoding="utf-8").splitlines()]
     text += unseen_section(out / "unseen.txt")
     text += training_section(out / "training.json", out)
     pathlib.Path("docs/results.md").write_text("\n".join(text) + "\n", encoding="utf-8")

@@ -15,7 +15,9 @@
 #      space out), L_METHODS and perfcast's own mix (LOCAL_METHODS);
 #   5. the in-distribution reference of the few-shot goals: flops and gbt fitted on every training
 #      network of each public device setting (protocol a, the same test networks as protocol b),
-#      and the measurement noise of HW-NAS-Bench's devices (scripts/label_noise.py);
+#      the measurement noise of HW-NAS-Bench's devices (scripts/label_noise.py), and what limits
+#      their goals (scripts/fewshot_ceiling.py: adapt at more samples against a full fit, the
+#      features against an exact cell encoding);
 #   6. this machine calibrated, then 26 networks of unseen families measured and predicted
 #      (benchmarks/calibrate_unseen.py; it measures, so keep the machine otherwise quiet).
 # Usage: scripts/make_results.sh [OUT_DIR]. One core is enough; it takes a few hours on one core.
@@ -43,5 +45,6 @@ mkdir -p "$OUT"
 "$PERFCAST" evaluate --data shared --protocol a --max-rows 1500 --methods flops,gbt --train-sizes 100,all \
     --out "$OUT/shared-a"
 "$PYTHON" "$(dirname "$0")/label_noise.py" > "$OUT/label-noise.md"
+"$PYTHON" "$(dirname "$0")/fewshot_ceiling.py" > "$OUT/ceiling.md"
 "$PYTHON" "$(dirname "$0")/../benchmarks/calibrate_unseen.py" > "$OUT/unseen.txt"
 "$PYTHON" "$(dirname "$0")/assemble_results.py" "$OUT"

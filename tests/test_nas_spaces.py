@@ -405,3 +405,22 @@ def test_distinct_key_finds_the_6466_networks_of_nas_bench_201():
     b = "|avg_pool_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|skip_connect~2|"
     assert nb201.distinct_key(a) == nb201.distinct_key(b)
     assert nb201.distinct_key(a) != nb201.distinct_key(ALL_3X3)
+
+
+def test_the_diagnostic_cell_encoding_marks_each_edge_operation_once():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "fewshot_ceiling.py"
+    spec = importlib.util.spec_from_file_location("fewshot_ceiling", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cells = ["nb201:|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|",
+             "nb201:|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
+             "?dataset=ImageNet16-120"]
+    out = module.cell_encoding(cells)
+    assert out.shape == (2, 30)
+    assert (out.sum(axis=1) == 6).all()
+    edges = ["nor_conv_3x3", "none", "skip_connect", "avg_pool_3x3", "nor_conv_1x1", "none"]
+    for j, op in enumerate(edges):
+        assert out[0, j * 5 + nb201.OPS.index(op)] == 1.0
+    assert (out[0] == out[1]).all()  # the dataset changes the network, not the cell
