@@ -35,12 +35,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from perfcast.adapt import adapt  # noqa: E402
 from perfcast.evaluation import tables  # noqa: E402
-from perfcast.evaluation.harness import distinct_draw, fit_method, split_rows, test_keys, usable_targets  # noqa: E402
+from perfcast.evaluation.harness import (  # noqa: E402
+    Evaluation,
+    Settings,
+    distinct_draw,
+    fit_bases,
+    split_rows,
+    test_keys,
+    usable_targets,
+)
 from perfcast.evaluation.metrics import summarize  # noqa: E402
 from perfcast.predictors.base import _log_features  # noqa: E402
 from perfcast.predictors.features import graph_stats  # noqa: E402
-from perfcast.predictors.gbt import _booster_params  # noqa: E402
+from perfcast.predictors.gbt import GradientBoostedTrees, _booster_params  # noqa: E402
 from perfcast.spaces import nb201  # noqa: E402
+from perfcast.spaces.registry import split_spec  # noqa: E402
 
 SOURCE = "hwnasbench_nb201"
 SEED = 0
@@ -52,15 +61,18 @@ def _scores(y: np.ndarray, pred: np.ndarray, rank: list[str]) -> tuple[float, fl
     return m["mape_pct"], m["spearman"]
 
 
-def fewshot_rows(ks: list[int], draws: int) -> list[str]:
-    found = tables.shared_tables(None, [SOURCE], None, 1500, SEED)
+def _source(max_rows: int, where: dict[str, str] | None = None):
+    """The source's tables, their graph cache and the split keys held out for testing, as
+    ``perfcast evaluate`` draws them."""
+    found = tables.shared_tables(None, [SOURCE], None, max_rows, SEED, where)
     cache = tables.GraphCache()
-    held = test_keys((k for t in found for k in cache.split_keys(t)), 0.2, SEED)
-    bases = {}
-    for t in found:
-        train, _ = split_rows(cache.split_keys(t), held)
-        graphs = cache.graphs(t)
-        bases[t.name] = fit_method("gbt", [graphs[i] for i in train], usable_targets(t.targets, train))
+    held = test_keys((k for t in found for k in cache.split_keys(t)), Settings().test_fraction, SEED)
+    return found, cache, held
+
+
+def fewshot_rows(ks: list[int], draws: int) -> list[str]:
+    found, cache, held = _source(1500)
+    bases = fit_bases(Evaluation(), found, cache, held, Settings(seed=SEED))
     lines = []
     for t in found:
         if t.kind != "measured":
@@ -92,8 +104,7 @@ def cell_encoding(specs: list[str]) -> np.ndarray:
     """One-hot edge operations of NAS-Bench-201 cells (6 edges x 5 operations)."""
     out = np.zeros((len(specs), 6 * len(nb201.OPS)))
     for i, spec in enumerate(specs):
-        body = spec.split(":", 1)[1].split("?", 1)[0]
-        edges = [e.split("~")[0] for node in body.split("+") for e in node.strip("|").split("|") if e]
+        edges = [op for node in nb201.parse_arch(split_spec(spec)[1]) for op, _ in node]
         for j, op in enumerate(edges):
             out[i, j * len(nb201.OPS) + nb201.OPS.index(op)] = 1.0
     return out
@@ -102,10 +113,9 @@ def cell_encoding(specs: list[str]) -> np.ndarray:
 def encoding_rows() -> list[str]:
     import lightgbm
 
-    found = tables.shared_tables(None, [SOURCE], None, 4000, SEED, {"dataset": "cifar10"})
-    cache = tables.GraphCache()
-    held = test_keys((k for t in found for k in cache.split_keys(t)), 0.2, SEED)
-    params = _booster_params(15, 0.05, 3, 0)
+    found, cache, held = _source(4000, {"dataset": "cifar10"})
+    gbt = GradientBoostedTrees()  # its default settings, as the docs' gbt rows use
+    params = _booster_params(gbt.num_leaves, gbt.learning_rate, gbt.min_data_in_leaf, gbt.seed)
     lines = []
     for t in found:
         if t.kind != "measured":
@@ -116,13 +126,11 @@ def encoding_rows() -> list[str]:
         rank = cache.rank_keys(t)
         onehot = cell_encoding(list(t.specs))
         for target, labels in t.targets.items():
+            features = _log_features(stats, target)
             cells = []
-            for name in ("features", "cell", "both"):
-                parts = {"features": [_log_features(stats, target)], "cell": [onehot],
-                         "both": [_log_features(stats, target), onehot]}[name]
-                x = np.hstack(parts)
+            for x in (features, onehot, np.hstack([features, onehot])):
                 data = lightgbm.Dataset(x[rows], np.log(labels[rows]), params=params)
-                booster = lightgbm.train(params, data, num_boost_round=300)
+                booster = lightgbm.train(params, data, num_boost_round=gbt.n_estimators)
                 pred = np.exp(booster.predict(x[test], num_threads=1))
                 cells.append("%.2f / %.3f" % _scores(labels[test], pred, [rank[i] for i in test]))
             lines.append(f"| {t.device} | {target} | " + " | ".join(cells) + " |")
