@@ -123,7 +123,7 @@ def main(out: pathlib.Path) -> None:
         text += ["", f"## {title}", ""]
         text += [("#" + line) if line.startswith("#") else line for line in report[1:]]
     text += fewshot_means_section(out)
-    for name in ("label-noise.md", "ceiling.md"):
+    for name in ("label-noise.md", "ceiling.md", "memory-repeat.md"):
         section = out / name
         if section.is_file():
             text += ["", *section.read_text(encoding="utf-8").splitlines()]

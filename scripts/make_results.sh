@@ -17,7 +17,8 @@
 #      network of each public device setting (protocol a, the same test networks as protocol b),
 #      the measurement noise of HW-NAS-Bench's devices (scripts/label_noise.py), and what limits
 #      their goals (scripts/fewshot_ceiling.py: adapt at more samples against a full fit, the
-#      features against an exact cell encoding);
+#      features against an exact cell encoding), and how repeatable the local dataset's peak memory
+#      is (scripts/memory_repeat.py: held-out networks measured again, beside gbt's error on them);
 #   6. this machine calibrated, then 26 networks of unseen families measured and predicted
 #      (benchmarks/calibrate_unseen.py; it measures, so keep the machine otherwise quiet).
 # Usage: scripts/make_results.sh [OUT_DIR]. One core is enough; it takes a few hours on one core.
@@ -46,5 +47,6 @@ mkdir -p "$OUT"
     --out "$OUT/shared-a"
 "$PYTHON" "$(dirname "$0")/label_noise.py" > "$OUT/label-noise.md"
 "$PYTHON" "$(dirname "$0")/fewshot_ceiling.py" > "$OUT/ceiling.md"
+"$PYTHON" "$(dirname "$0")/memory_repeat.py" > "$OUT/memory-repeat.md"
 "$PYTHON" "$(dirname "$0")/../benchmarks/calibrate_unseen.py" > "$OUT/unseen.txt"
 "$PYTHON" "$(dirname "$0")/assemble_results.py" "$OUT"

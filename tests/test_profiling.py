@@ -339,6 +339,25 @@ def test_peak_memory_follows_the_activation_bytes_and_repeats(tmp_path):
     assert small < 0.1 * activation_bytes
 
 
+def test_memory_readings_tell_a_peak_while_loading_from_one_while_running(tmp_path):
+    # weights of 32 MiB and tiny activations peak while the session loads; a network without
+    # weights peaks while it runs, by its two 8 MiB outputs (the input is made with the session)
+    b = GraphBuilder("weights")
+    b.output(b.linear(b.input((1, 2048)), 4096))
+    heavy = write(b.build(), tmp_path / "heavy.onnx")
+    busy = write(elementwise_chain(8), tmp_path / "busy.onnx")
+    probe = MemoryProbe("ort-cpu", 1, write_trivial(tmp_path), timeout_s=60, processes=1)
+    (w,), error = probe.readings(0, heavy)
+    assert error is None
+    (a,), _ = probe.readings(1, busy)
+    for e in (w, a):
+        assert e["vm_rss_before_bytes"] < e["vm_hwm_loaded_bytes"] <= e["vm_hwm_bytes"]
+    loaded, final = (w[k] - w["vm_rss_before_bytes"] for k in ("vm_hwm_loaded_bytes", "vm_hwm_bytes"))
+    assert loaded > 32 * 2**20 and final - loaded < 0.05 * final
+    loaded, final = (a[k] - a["vm_rss_before_bytes"] for k in ("vm_hwm_loaded_bytes", "vm_hwm_bytes"))
+    assert final - loaded > 0.9 * 2 * 8 * 2**20
+
+
 def test_rapl_reader_on_a_fake_sysfs_with_wraparound(tmp_path):
     # a mock of /sys/class/powercap: two packages, a sub-zone and a psys zone that must not be added
     def zone(name, label, energy_uj, max_uj):
@@ -495,3 +514,25 @@ def test_kernel_map_without_value_signatures_uses_names_alone():
     by_value = map_kernels(o, p, sigs_o, sigs_p)
     assert by_value.kernels == {"reorder_in": [], "conv_nchwc": ["conv", "relu"], "reorder_out": [], "flat": ["flat"]}
     assert by_value.folded == [] and by_value.eliminated == []
+
+
+def test_the_memory_repeat_table_bands_networks_by_stored_peak():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "memory_repeat.py"
+    spec = importlib.util.spec_from_file_location("memory_repeat", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    mib = 2**20
+    stored = np.array([1.0, 2.0, 20.0, 100.0]) * mib
+    new = np.array([1.1, 2.0, 19.0, 100.0]) * mib  # 10 %, 0 %, 5 %, 0 % apart
+    pred = np.array([1.0, 2.2, 20.0, 90.0]) * mib  # 0 %, 10 %, 0 %, 10 % off
+    loading = np.array([False, False, True, True])
+    rows = {r[0]: r for r in module.band_rows(stored, new, pred, loading)}
+    assert list(rows) == ["0 to 3 MiB", "10 to 50 MiB", "50 MiB and more", "all"]  # no network of 3 to 10 MiB
+    small = rows["0 to 3 MiB"]
+    assert small[1] == "2" and small[2] == "5.00" and small[5] == f"{5 / math.sqrt(2):.2f}"
+    assert small[6] == "5.00" and small[7] == "0%" and small[8] == "-" and small[9] == "5.00"
+    every = rows["all"]
+    assert every[1] == "4" and every[2] == "3.75" and every[7] == "50%"
+    assert every[8] == "5.00" and every[9] == "5.00"  # loading: 0 % and 10 %; running: 0 % and 10 %

@@ -77,16 +77,25 @@ class MemoryProbe:
         self.processes = processes
         self._baseline: int | None = None
 
-    def growth(self, index: int, path: str) -> tuple[int | None, str | None]:
-        """Median ``VmHWM - VmRSS`` of ``processes`` fresh processes, or ``(None, "kind: message")``."""
+    def readings(self, index: int, path: str) -> tuple[list[dict], str | None]:
+        """The ``memory`` events of ``processes`` fresh processes (``vm_rss_before_bytes``, the
+        ``vm_hwm_loaded_bytes`` reached by loading, ``vm_hwm_bytes`` after the runs), or
+        ``([], "kind: message")`` when one failed."""
         job = memory_job(self.runtime, self.threads, index, str(path), self.runs)
-        readings = []
+        events = []
         for _ in range(self.processes):
             event = run_job(job, "memory", self.timeout_s, self.threads, MEMORY_ENV, fixed_layout=True)
             if event["ev"] != "memory":
-                return None, f"{event['kind']}: {event['message']}"
-            readings.append(event["vm_hwm_bytes"] - event["vm_rss_before_bytes"])
-        return int(statistics.median(readings)), None
+                return [], f"{event['kind']}: {event['message']}"
+            events.append(event)
+        return events, None
+
+    def growth(self, index: int, path: str) -> tuple[int | None, str | None]:
+        """Median ``VmHWM - VmRSS`` of ``processes`` fresh processes, or ``(None, "kind: message")``."""
+        events, error = self.readings(index, path)
+        if error:
+            return None, error
+        return int(statistics.median(e["vm_hwm_bytes"] - e["vm_rss_before_bytes"] for e in events)), None
 
     @property
     def baseline_bytes(self) -> int:

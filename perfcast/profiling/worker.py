@@ -187,12 +187,14 @@ def measure_memory(job: dict, emit: Emit) -> None:
     rss_before = vm_rss_bytes()
     try:
         session = load(runner, job["model"], for_memory=True)
+        loaded_hwm = vm_hwm_bytes()
         for _ in range(job["runs"]):
             run_once(session)
     except ModelRejected as exc:
         emit(ev="failed", model=job["index"], kind=exc.kind, message=exc.message)
         return
-    emit(ev="memory", model=job["index"], vm_hwm_bytes=vm_hwm_bytes(), vm_rss_before_bytes=rss_before)
+    emit(ev="memory", model=job["index"], vm_hwm_bytes=vm_hwm_bytes(), vm_rss_before_bytes=rss_before,
+         vm_hwm_loaded_bytes=loaded_hwm)
 
 
 def profile_kernels(job: dict, emit: Emit) -> None:
