@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from perfcast.evaluation import harness
+from perfcast.evaluation.metrics import mape
 from perfcast.evaluation.tables import GraphCache, local_tables
 from perfcast.predictors.gbt import GradientBoostedTrees
 from perfcast.profiling.memory import MemoryProbe
@@ -55,10 +56,9 @@ def band_rows(stored: np.ndarray, new: np.ndarray, pred: np.ndarray, loading: np
     median / p90 difference %, MAPE floor %, gbt MAPE %, share peaking while loading, gbt MAPE of
     the loading and the running networks."""
     diff = np.abs(new - stored) / stored * 100
-    err = np.abs(pred - stored) / stored * 100
 
-    def mean(x: np.ndarray) -> str:
-        return f"{x.mean():.2f}" if x.size else "-"
+    def gbt(m: np.ndarray) -> str:
+        return f"{mape(stored[m], pred[m]):.2f}" if m.any() else "-"
 
     rows = []
     for name, m in [(band_name(lo, hi), (stored >= lo * MIB) & (stored < hi * MIB)) for lo, hi in BANDS] + \
@@ -67,8 +67,8 @@ def band_rows(stored: np.ndarray, new: np.ndarray, pred: np.ndarray, loading: np
             continue
         d = diff[m]
         rows.append([name, str(int(m.sum())), f"{d.mean():.2f}", f"{np.median(d):.2f}", f"{np.percentile(d, 90):.2f}",
-                     f"{d.mean() / math.sqrt(2):.2f}", mean(err[m]), f"{loading[m].mean() * 100:.0f}%",
-                     mean(err[m & loading]), mean(err[m & ~loading])])
+                     f"{d.mean() / math.sqrt(2):.2f}", gbt(m), f"{loading[m].mean() * 100:.0f}%",
+                     gbt(m & loading), gbt(m & ~loading)])
     return rows
 
 
@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     table = local_tables(args.data)[0]
     cache = GraphCache()
     keys = cache.split_keys(table)
-    train, test = harness.split_rows(keys, harness.test_keys(keys, 0.2, 0))
+    defaults = harness.Settings()  # the split of perfcast evaluate's defaults
+    train, test = harness.split_rows(keys, harness.test_keys(keys, defaults.test_fraction, defaults.seed))
     graphs = cache.graphs(table)
     stored = table.targets["memory_bytes"]
     fitted = GradientBoostedTrees().fit([graphs[i] for i in train], {"memory_bytes": stored[train]})

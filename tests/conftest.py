@@ -10,6 +10,16 @@ PERFCAST = str(Path(sys.executable).parent / "perfcast")
 SHARED_DATA = Path(os.environ.get("PERFCAST_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+
+def load_script(name: str):
+    """The module of ``scripts/<name>.py`` (the scripts are no package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 @pytest.fixture
 def run_cli():
     """Run the installed ``perfcast`` command in a subprocess: (exit code, stdout, stderr)."""

@@ -18,7 +18,6 @@ import gzip
 import json
 import random
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -32,7 +31,7 @@ from perfcast.frontends.onnx import model_to_graph
 from perfcast.frontends.onnx_writer import to_onnx
 from perfcast.spaces import build_spec, fbnet, nb201, ofa
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, load_script
 
 DATA = SHARED_DATA
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared data not available")
@@ -408,12 +407,7 @@ def test_distinct_key_finds_the_6466_networks_of_nas_bench_201():
 
 
 def test_the_diagnostic_cell_encoding_marks_each_edge_operation_once():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "fewshot_ceiling.py"
-    spec = importlib.util.spec_from_file_location("fewshot_ceiling", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("fewshot_ceiling")
     cells = ["nb201:|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|",
              "nb201:|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
              "?dataset=ImageNet16-120"]

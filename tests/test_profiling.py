@@ -16,6 +16,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from conftest import load_script
 from perfcast.errors import PerfcastError, UsageError
 from perfcast.frontends.onnx_writer import to_onnx
 from perfcast.ir.builder import GraphBuilder
@@ -517,12 +518,7 @@ def test_kernel_map_without_value_signatures_uses_names_alone():
 
 
 def test_the_memory_repeat_table_bands_networks_by_stored_peak():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "memory_repeat.py"
-    spec = importlib.util.spec_from_file_location("memory_repeat", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("memory_repeat")
     mib = 2**20
     stored = np.array([1.0, 2.0, 20.0, 100.0]) * mib
     new = np.array([1.1, 2.0, 19.0, 100.0]) * mib  # 10 %, 0 %, 5 %, 0 % apart
