@@ -286,9 +286,9 @@ def adapted_device(graphs: list[Graph], targets: dict, bases: list[str] | None =
     predictor = _adapt(graphs, targets, [d.predictor() for d in base_devices])
     record: dict[str, Any] = {"method": predictor.name, "rows": labelled_rows(targets), **(made or {})}
     if hasattr(predictor, "chosen"):
-        folded = predictor.chosen_folded()
+        readings = predictor.chosen_readings()
         record["bases"] = {t: [{"device": base_devices[i].name if i >= 0 else f"{method} on these measurements",
-                                "target": bt, "folded": f} for (i, method, bt), f in zip(triples, folded[t])]
+                                "target": bt, "graphs": r} for (i, method, bt), r in zip(triples, readings[t])]
                            for t, triples in predictor.chosen().items()}
     return Device(name=name, predictors={predictor.name: predictor}, default_predictor=predictor.name,
                   description=description, made=record)

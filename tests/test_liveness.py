@@ -2,7 +2,7 @@
 
 from perfcast import api
 from perfcast.analysis import analyze_graph
-from perfcast.analysis.liveness import folded_graph, running_nodes
+from perfcast.analysis.liveness import folded_graph, pruned_graph, read_graph, running_nodes
 from perfcast.ir.builder import GraphBuilder
 from perfcast.predictors.features import COLUMNS, graph_stats
 
@@ -60,3 +60,26 @@ def test_folded_graph_keeps_what_runs():
     assert len(cut.nodes) == 0 and all(cut.tensors[o].constant for o in cut.outputs)
     full = api.load("zoo:resnet18")
     assert folded_graph(full) is full
+
+
+def test_pruned_graph_drops_unused_branches_but_runs_operators_on_a_zero():
+    """Dead-code elimination alone: a node read only through a ``none`` edge is dropped, as in
+    folding, but a convolution of a zero still runs, and a cut-off network keeps the last cell."""
+    dead = api.load("nb201:|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    # node 1 (a convolution) and node 2 (zero) reach the output only through `none` edges
+    assert len(folded_graph(dead).nodes) == len(pruned_graph(dead).nodes) < len(dead.nodes)
+    assert pruned_graph(dead) is pruned_graph(dead)  # cached per graph
+    zero_fed = api.load("nb201:|none~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|skip_connect~1|"
+                        "nor_conv_1x1~2|")
+    runs_pruned = running_nodes(zero_fed, fold_constants=False)
+    assert sum(running_nodes(zero_fed)) < sum(runs_pruned) < len(zero_fed.nodes)
+    # what pruning keeps and folding drops is the ReLU-conv-BN chain that reads node 1's zero
+    extra = [n.op_type for n, p, f in zip(zero_fed.nodes, runs_pruned, running_nodes(zero_fed)) if p and not f]
+    assert set(extra) == {"Relu", "Conv", "BatchNormalization"} and len(extra) % 3 == 0
+    cut = api.load("nb201:|none~0|+|none~0|nor_conv_3x3~1|+|none~0|avg_pool_3x3~1|avg_pool_3x3~2|")
+    assert len(folded_graph(cut).nodes) == 0
+    kept = pruned_graph(cut)
+    assert 0 < len(kept.nodes) < 20 and kept.nodes[-1].op_type == cut.nodes[-1].op_type  # last cell and head
+    full = api.load("zoo:resnet18")
+    assert pruned_graph(full) is full and read_graph(full, 2) is full
+    assert read_graph(dead, 0) is dead and read_graph(dead, 1) is folded_graph(dead)

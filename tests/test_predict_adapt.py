@@ -273,7 +273,7 @@ def test_transfer_reads_bases_on_folded_graphs_for_a_device_that_folds(tmp_path)
     after constant folding and dead-code elimination: NAS-Bench-201 cells with dead branches cost
     less): the base read on the folded graphs is a candidate, chosen when the measurements show
     folding, and it predicts held-out networks with dead branches."""
-    from perfcast.analysis.liveness import folded_graph
+    from perfcast.analysis.liveness import folded_graph, pruned_graph
 
     graphs = [api.load(s) for s in sample_specs("nb201", 60, 7)]
     ft = graph_features(graphs)
@@ -291,7 +291,7 @@ def test_transfer_reads_bases_on_folded_graphs_for_a_device_that_folds(tmp_path)
         return np.abs(pred.predict(graphs[30:])["latency_ms"] / y[30:] - 1)
 
     folding, plain = fitted(), fitted(fold=False)
-    assert True in folding.chosen_folded()["latency_ms"] and plain.chosen_folded() == {"latency_ms": [False]}
+    assert "folded" in folding.chosen_readings()["latency_ms"] and plain.chosen_readings() == {"latency_ms": ["as given"]}
     assert error(folding).mean() < error(plain).mean() / 3, (error(folding).mean(), error(plain).mean())
     save_device(Device("folds", {"transfer": folding}, "transfer"), tmp_path / "folds.json")
     back = load_device(tmp_path / "folds.json").predictor()
@@ -299,7 +299,19 @@ def test_transfer_reads_bases_on_folded_graphs_for_a_device_that_folds(tmp_path)
     # a device that runs every operator keeps the base on the graphs as given
     runs_all = get_predictor("transfer", correct=False, own=()).fit(graphs[:12], {"latency_ms": 2.0 * full[:12]},
                                                                    bases=[base])
-    assert runs_all.chosen_folded() == {"latency_ms": [False]}
+    assert runs_all.chosen_readings() == {"latency_ms": ["as given"]}
+    # a device that drops unused branches but runs the operators that read a zero: the pruned reading
+    more = [api.load(s) for s in sample_specs("nb201", 100, 11)]
+    pruned = 1.5 * base.predict([pruned_graph(g) for g in more])["latency_ms"]
+    folded = 1.5 * base.predict([folded_graph(g) for g in more])["latency_ms"]
+    differs = np.flatnonzero(np.abs(pruned / folded - 1) > 0.05)  # networks where folding and pruning differ
+    assert (differs < 40).sum() >= 3 and (differs >= 40).sum() >= 3, differs
+    prunes = get_predictor("transfer", correct=False, own=()).fit(more[:40], {"latency_ms": pruned[:40]},
+                                                                 bases=[base])
+    assert prunes.chosen_readings() == {"latency_ms": ["pruned"]}
+    assert np.abs(prunes.predict(more[40:])["latency_ms"] / pruned[40:] - 1).max() < 1e-6
+    back = load_device(save_device(Device("prunes", {"transfer": prunes}, "transfer"), tmp_path / "p.json")).predictor()
+    assert back.chosen_readings() == {"latency_ms": ["pruned"]}
 
 
 BAD_SAMPLES = {
@@ -354,3 +366,16 @@ def test_demo_prints_the_cost_and_the_prediction_of_each_built_in_network(run_cl
         assert f"{p['latency_ms']:.1f} ({lo:.1f}-{hi:.1f})" in row
         assert human(api.analyze(ref)["macs"]) in row
     assert f"predicted for {DEFAULT_DEVICE} by mix" in out
+
+
+def test_bases_line_names_the_graphs_each_base_reads():
+    """The adapt and calibrate summaries mark bases read on folded or pruned graphs; devices adapted
+    before pruning was a reading stored ``folded: true`` and still read as folded."""
+    from perfcast.cli.output import bases_line
+
+    chosen = [{"device": "a", "target": "latency_ms", "graphs": "pruned"},
+              {"device": "b", "target": "energy_mj", "folded": True},
+              {"device": "c", "target": "latency_ms", "graphs": "as given"},
+              {"device": "d", "target": "latency_ms", "folded": False}]
+    assert bases_line("latency_ms", chosen) == ("  latency_ms <- a (latency_ms, pruned graphs), "
+                                                "b (energy_mj, folded graphs), c (latency_ms), d (latency_ms)")

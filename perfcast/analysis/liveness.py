@@ -3,9 +3,13 @@
 Graph optimisers of inference runtimes (TFLite's converter, onnxruntime's optimiser, TensorRT's
 builder) evaluate at build time every operator whose inputs are all known, and drop every
 operator whose result cannot reach an output. How far a runtime goes differs, so the graph IR
-keeps every operator of the model and this pass says which of them survive the strongest
-common form of folding; predictors get both the full and the surviving cost and learn from the
-measurements which one a device behaves like.
+keeps every operator of the model and this pass gives two readings of what survives: the
+*folded* graph (:func:`folded_graph`, the strongest common form: constants and zeros propagate
+through the operators) and the *pruned* graph (:func:`pruned_graph`, dead-code elimination
+alone: a product with a literal zero needs nothing, but operators that read that zero still run,
+as on a runtime that drops unused layers and evaluates nothing at build time). Predictors get the
+full and the surviving costs (:data:`READINGS`) and learn from the measurements which one a
+device behaves like.
 
 The rules, applied in topological order:
 
@@ -19,6 +23,13 @@ The rules, applied in topological order:
   or an input of an operator that runs.
 
 Networks whose output is cut off from their input (every path multiplies by zero) run nothing.
+
+Pruning keeps the first and last rules only: a tensor is *free* when it is an initializer or
+literal, is computed from free tensors alone by operators that read no network input (weight
+preprocessing), or is a product with a literal zero (``Mul``) or ``Sub(x, x)``; an operator runs
+when its outputs are not all free and one of them is a graph output or an input of an operator
+that runs. A NAS-Bench-201 cell whose output node reads a node only through a ``none`` edge then
+drops that node's operators, while the convolutions of a branch fed by a zero still run.
 """
 
 from __future__ import annotations
@@ -67,8 +78,14 @@ def _produces_zero(node: Node, graph: Graph, zero: set[str]) -> bool:
     return False
 
 
-def running_nodes(graph: Graph) -> list[bool]:
-    """One flag per node of ``graph.nodes``: True when the node still runs after folding."""
+def _multiplies_by_zero(node: Node, graph: Graph) -> bool:
+    ins = [i for i in node.inputs if i]
+    if node.op_type in MULTIPLIES:
+        return any(_is_literal_zero(graph, i) for i in ins)
+    return node.op_type in ("Sub", "SUB") and len(ins) == 2 and ins[0] == ins[1]
+
+
+def _folded_constants(graph: Graph) -> set[str]:
     constant: set[str] = {name for name, t in graph.tensors.items() if t.constant}
     zero: set[str] = set()
     for node in graph.nodes:
@@ -79,6 +96,26 @@ def running_nodes(graph: Graph) -> list[bool]:
         elif all(i in constant for i in ins) or (
                 node.op_type in SHAPE_QUERIES and ins and graph.tensors[ins[0]].known):
             constant.update(node.outputs)
+    return constant
+
+
+def _free_tensors(graph: Graph) -> set[str]:
+    """What pruning needs no operator for: weights, what is computed from weights alone, and
+    products with a literal zero (which do not propagate)."""
+    weights: set[str] = {name for name, t in graph.tensors.items() if t.constant}
+    zeros: set[str] = set()
+    for node in graph.nodes:
+        if _multiplies_by_zero(node, graph):
+            zeros.update(node.outputs)
+        elif all(i in weights for i in node.inputs if i):
+            weights.update(node.outputs)
+    return weights | zeros
+
+
+def running_nodes(graph: Graph, fold_constants: bool = True) -> list[bool]:
+    """One flag per node of ``graph.nodes``: True when the node still runs after folding (after
+    dead-code elimination alone with ``fold_constants=False``)."""
+    constant = _folded_constants(graph) if fold_constants else _free_tensors(graph)
     needed: set[str] = {o for o in graph.outputs if o not in constant}
     runs = [False] * len(graph.nodes)
     for k in range(len(graph.nodes) - 1, -1, -1):
@@ -89,7 +126,10 @@ def running_nodes(graph: Graph) -> list[bool]:
     return runs
 
 
-_FOLDED: "weakref.WeakKeyDictionary[Graph, Graph]" = weakref.WeakKeyDictionary()
+READINGS = ("as given", "folded", "pruned")  # what a device runs; a model stores the index
+
+_KEPT: dict[bool, "weakref.WeakKeyDictionary[Graph, Graph]"] = {
+    True: weakref.WeakKeyDictionary(), False: weakref.WeakKeyDictionary()}
 
 
 def folded_graph(graph: Graph) -> Graph:
@@ -97,12 +137,32 @@ def folded_graph(graph: Graph) -> Graph:
     every tensor they read from a dropped node turned into a constant (of the same shape). The
     graph itself when every node runs. Name, format, inputs and outputs are kept; a network that
     runs nothing is a graph without nodes whose outputs are constants. Cached per graph object."""
-    hit = _FOLDED.get(graph)
+    return _kept_graph(graph, True)
+
+
+def pruned_graph(graph: Graph) -> Graph:
+    """``graph`` after dead-code elimination alone (``running_nodes(graph, fold_constants=False)``),
+    built as :func:`folded_graph` builds the folded one. Cached per graph object."""
+    return _kept_graph(graph, False)
+
+
+def read_graph(graph: Graph, reading: int) -> Graph:
+    """``graph`` as given (reading 0), folded (1) or pruned (2): the index in :data:`READINGS`."""
+    if reading == 0:
+        return graph
+    if reading not in (1, 2):
+        raise ValueError(f"reading {reading!r} is not one of 0, 1, 2")
+    return _kept_graph(graph, reading == 1)
+
+
+def _kept_graph(graph: Graph, fold_constants: bool) -> Graph:
+    cache = _KEPT[fold_constants]
+    hit = cache.get(graph)
     if hit is not None:
         return hit
-    runs = running_nodes(graph)
+    runs = running_nodes(graph, fold_constants)
     if all(runs):
-        _FOLDED[graph] = graph
+        cache[graph] = graph
         return graph
     kept = [n for n, r in zip(graph.nodes, runs) if r]
     made = {o for n in kept for o in n.outputs if o}
@@ -114,5 +174,5 @@ def folded_graph(graph: Graph) -> Graph:
     used = made | set(graph.inputs) | set(graph.outputs) | {i for n in kept for i in n.inputs if i}
     out = Graph(kept, {k: v for k, v in tensors.items() if k in used}, graph.inputs, graph.outputs,
                 name=graph.name, source_format=graph.source_format)
-    _FOLDED[graph] = out
+    cache[graph] = out
     return out

@@ -37,6 +37,9 @@ def table(headers: list[str], rows: list[list[str]], align: str | None = None) -
 
 def bases_line(target: str, chosen: list[dict]) -> str:
     """``  target <- device (base target), ...`` for the bases an adapted device maps, marking those
-    read on the folded graphs."""
-    return f"  {target} <- " + ", ".join(
-        f"{c['device']} ({c['target']}{', folded graphs' if c.get('folded') else ''})" for c in chosen)
+    read on the folded or pruned graphs (devices adapted before pruning was a reading say
+    ``folded: true``)."""
+    def graphs(c: dict) -> str:
+        reading = c.get("graphs", "folded" if c.get("folded") else "as given")
+        return "" if reading == "as given" else f", {reading} graphs"
+    return f"  {target} <- " + ", ".join(f"{c['device']} ({c['target']}{graphs(c)})" for c in chosen)

@@ -17,11 +17,14 @@ and calls ``_fit_target``; a method that learns from kernels overrides it.
 
 Folding: some runtimes evaluate constant subgraphs at build time and drop operators whose result
 cannot reach an output (TFLite's converter removes a NAS-Bench-201 cell whose every path multiplies
-by zero, and the network that reads it costs microseconds); others run every operator. A method
-that sums per-operator costs sets ``LEARNS_FOLDING`` and learns per target which kind its device
-is (:func:`device_folds`): when it folds, the method is fitted on, and predicts, the folded graphs
-(:func:`perfcast.analysis.liveness.folded_graph`), and its model stores ``folded = 1``. Targets
-learned from kernel profiles take what folds from the profiles instead.
+by zero, and the network that reads it costs microseconds); some only drop the operators whose
+result is not used (a branch read through a multiplication by zero), and still run those that read
+the zero; others run every operator. A method that sums per-operator costs sets
+``LEARNS_FOLDING`` and learns per target which kind its device is (:func:`device_reading`): it is
+fitted on, and predicts, the graphs as given, folded or pruned
+(:func:`perfcast.analysis.liveness.read_graph`), and its model stores the index of that reading
+in :data:`~perfcast.analysis.liveness.READINGS` as ``folded`` (0, 1 or 2). Targets learned from
+kernel profiles take what folds from the profiles instead.
 
 Error bars are split-conformal with cross-fitting (CV+ simplified to one quantile): the labelled
 graphs of a target are cut into ``CONFORMAL_FOLDS`` folds; each fold is predicted by a model fitted
@@ -88,7 +91,7 @@ from typing import Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from perfcast.analysis.liveness import folded_graph
+from perfcast.analysis.liveness import READINGS, read_graph
 from perfcast.errors import ModelLoadError, UsageError
 from perfcast.ir.graph import Graph
 from perfcast.predictors.features import COLUMNS, N_BUFFERS, N_STORAGE, N_SUMMARY, GraphStats, graph_stats
@@ -181,20 +184,42 @@ _FLOPS_COL, _READ_COL, _WRITTEN_COL, _NODES_COL = (COLUMNS.index(c) for c in
                                                    ("flops", "bytes_read", "bytes_written", "nodes"))
 
 
-def folded_stats(stats: Sequence[GraphStats]) -> list[GraphStats]:
-    """The stats of the folded graph of each (the graphs must still be in memory)."""
+def reading_stats(stats: Sequence[GraphStats], reading: int) -> list[GraphStats]:
+    """The stats of each graph as given (reading 0), folded (1) or pruned (2), the index in
+    :data:`~perfcast.analysis.liveness.READINGS` (the graphs must still be in memory)."""
+    if reading == 0:
+        return list(stats)
     out = []
     for s in stats:
         graph = s.graph
         if graph is None:
             raise UsageError("graph", "is no longer in memory: fold graphs while they are alive")
-        out.append(graph_stats(folded_graph(graph)))
+        kept = read_graph(graph, reading)
+        out.append(s if kept is graph else graph_stats(kept))
     return out
 
 
+def folded_stats(stats: Sequence[GraphStats]) -> list[GraphStats]:
+    """The stats of the folded graph of each (the graphs must still be in memory)."""
+    return reading_stats(stats, 1)
+
+
+def stored_reading(value) -> int:
+    """The reading index a model stores (models saved before pruning was a reading store 0 or 1)."""
+    code = int(round(float(np.asarray(value).reshape(-1)[0])))
+    if not 0 <= code < len(READINGS):
+        raise UsageError("model", f"stores reading {code}, not one of 0 to {len(READINGS) - 1}")
+    return code
+
+
+def model_reading(model: Mapping[str, np.ndarray]) -> int:
+    """Which graphs a fitted model learned that its device runs (index in ``READINGS``)."""
+    return stored_reading(model.get("folded", 0.0))
+
+
 def model_folds(model: Mapping[str, np.ndarray]) -> bool:
-    """Whether a fitted model learned that its device runs the folded graphs."""
-    return bool(float(np.asarray(model.get("folded", 0.0)).reshape(-1)[0]))
+    """Whether a fitted model learned that its device drops operators (folded or pruned graphs)."""
+    return model_reading(model) != 0
 
 
 def _log_fit_error(stats: Sequence[GraphStats], y: np.ndarray) -> float:
@@ -208,14 +233,23 @@ def _log_fit_error(stats: Sequence[GraphStats], y: np.ndarray) -> float:
     return float(np.mean(np.abs(np.log(np.maximum(p, floor) / np.maximum(y, floor)))))
 
 
-def device_folds(stats: Sequence[GraphStats], folded: Sequence[GraphStats], y: np.ndarray) -> bool:
-    """Whether labels ``y`` say the device runs the folded graphs (``folded``, from
-    :func:`folded_stats`): a linear model of FLOPs, bytes and operator count fits them with under
-    ``FOLDING_GAIN`` times the log error on the folded graphs than on the graphs as given. False
-    when folding changes none of the graphs."""
-    if all(f is s for f, s in zip(folded, stats)) or len(stats) < MIN_LABELS:
-        return False
-    return _log_fit_error(folded, y) < FOLDING_GAIN * _log_fit_error(stats, y)
+def device_reading(stats: Sequence[GraphStats], y: np.ndarray) -> tuple[int, list[GraphStats]]:
+    """Which graphs labels ``y`` say the device runs, and their stats: of the readings that change
+    some graph (folded, pruned), the one where a linear model of FLOPs, bytes and operator count
+    (:func:`_log_fit_error`) has the least log error, when that error is under ``FOLDING_GAIN``
+    times the error on the graphs as given; else the graphs as given (reading 0)."""
+    best, best_stats = 0, list(stats)
+    if len(stats) < MIN_LABELS:
+        return best, best_stats
+    limit = FOLDING_GAIN * _log_fit_error(stats, y)
+    for reading in range(1, len(READINGS)):
+        kept = reading_stats(stats, reading)
+        if all(k is s for k, s in zip(kept, stats)):
+            continue
+        error = _log_fit_error(kept, y)
+        if error < limit:
+            best, best_stats, limit = reading, kept, error
+    return best, best_stats
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -540,33 +574,32 @@ class Predictor(Parameters):
                       profiles: list[list[dict] | None] | None = None) -> None:
         """Fit one target: whether the device folds (for methods that sum operators), its model,
         its cross-fitted residuals and its out-of-domain residuals."""
-        folds, stats = self._folding(stats, y, profiles)
+        reading, stats = self._folding(stats, y, profiles)
         chosen = self._select_target(target, stats, y, profiles)
-        self.models_[target] = self._stamp_folding(self._fit_target_profiled(target, stats, y, profiles), folds)
+        self.models_[target] = self._stamp_folding(self._fit_target_profiled(target, stats, y, profiles), reading)
         self.residuals_[target] = chosen if chosen is not None else self._cross_residuals(target, stats, y, profiles)
         self.ood_residuals_[target] = self._cluster_residuals(target, stats, y, profiles)
 
     def _folding(self, stats: list[GraphStats], y: np.ndarray,
-                 profiles: list[list[dict] | None] | None = None) -> tuple[bool, list[GraphStats]]:
-        """Whether this method's device folds, by the labels ``y`` (never for a method that does not
-        sum operators, nor with kernel profiles), and the stats to fit on accordingly."""
+                 profiles: list[list[dict] | None] | None = None) -> tuple[int, list[GraphStats]]:
+        """Which graphs this method's device runs (:func:`device_reading`, by the labels ``y``; the
+        graphs as given for a method that does not sum operators, or with kernel profiles), and the
+        stats to fit on accordingly."""
         if not self.LEARNS_FOLDING or any(profiles or ()):
-            return False, stats
-        folded = folded_stats(stats)
-        folds = device_folds(stats, folded, y)
-        return folds, (folded if folds else stats)
+            return 0, stats
+        return device_reading(stats, y)
 
-    def _stamp_folding(self, model: dict[str, np.ndarray], folds: bool) -> dict[str, np.ndarray]:
+    def _stamp_folding(self, model: dict[str, np.ndarray], reading: int) -> dict[str, np.ndarray]:
         if self.LEARNS_FOLDING:
-            model["folded"] = np.array([float(folds)])
+            model["folded"] = np.array([float(reading)])
         return model
 
     def fit_model(self, target: str, stats: list[GraphStats], y: np.ndarray,
                   profiles: list[list[dict] | None] | None = None) -> dict[str, np.ndarray]:
         """One target's model alone (no residuals), its folding learned from ``y``: what
         :meth:`predict_model` takes (``profiles``: the graphs' kernel profiles, as ``fit`` takes them)."""
-        folds, stats = self._folding(stats, y, profiles)
-        return self._stamp_folding(self._fit_target_profiled(target, stats, y, profiles), folds)
+        reading, stats = self._folding(stats, y, profiles)
+        return self._stamp_folding(self._fit_target_profiled(target, stats, y, profiles), reading)
 
     def _cross_residuals(self, target: str, stats: list[GraphStats], y: np.ndarray,
                          profiles: list[list[dict] | None] | None = None) -> np.ndarray:
@@ -603,11 +636,9 @@ class Predictor(Parameters):
         return {t: np.maximum(self.predict_model(t, self.models_[t], stats), 0.0) for t in self.targets_}
 
     def predict_model(self, target: str, model: Mapping[str, np.ndarray], stats: list[GraphStats]) -> np.ndarray:
-        """``_predict_target`` of a fitted model, on the folded graphs where the model learned
-        that its device folds."""
-        if model_folds(model):
-            stats = folded_stats(stats)
-        return self._predict_target(target, model, stats)
+        """``_predict_target`` of a fitted model, on the graphs its device runs (folded or pruned
+        where the model learned so)."""
+        return self._predict_target(target, model, reading_stats(stats, model_reading(model)))
 
     def in_domain(self, graphs: Sequence[Graph]) -> np.ndarray:
         """True where a graph lies inside the feature-space neighbourhood of the training set."""

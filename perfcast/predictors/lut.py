@@ -34,10 +34,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from perfcast.analysis import analyze_graph
-from perfcast.analysis.liveness import folded_graph
+from perfcast.analysis.liveness import read_graph
 from perfcast.errors import UsageError
 from perfcast.ir.graph import Graph, Node
-from perfcast.predictors.base import Predictor, model_folds, nnls, register_predictor
+from perfcast.predictors.base import Predictor, model_reading, nnls, register_predictor
 from perfcast.predictors.features import COLUMNS, GraphStats
 
 KEY_ATTRS = ("kernel_shape", "strides", "pads", "dilations", "group", "axis", "perm")
@@ -219,7 +219,7 @@ class LookupTable(Predictor):
         mask = super().in_domain(graphs)
         for model in self.models_.values():
             known = set(_unpack(model)[0])
-            priced = [folded_graph(g) for g in graphs] if model_folds(model) else graphs
+            priced = [read_graph(g, model_reading(model)) for g in graphs]
             mask &= np.array([known.issuperset(graph_entries(g).keys) for g in priced], bool)
         return mask
 

@@ -41,14 +41,18 @@ Spearman at K = 10 from 0.932 to 0.935 and the MAPE from 6.26 % to 5.93 %, at K 
 method, and the conformal leave-one-out refits repeat that once per row (100 rows: about a minute).
 With ``fold`` (the default) and measured graphs that folding changes, each base is also read on the
 folded graphs (:func:`perfcast.analysis.liveness.folded_graph`: what a runtime that folds constants
-and drops dead code still runs), and that reading replaces the plain one when the leave-one-out
-errors of its map are lower by more than one standard error of the paired difference
+and drops dead code still runs) and on the pruned graphs (:func:`perfcast.analysis.liveness.pruned_graph`:
+dead-code elimination alone), and the reading whose map has the lowest leave-one-out error replaces
+the plain one when its errors are lower by more than one standard error of the paired difference
 (:func:`clearly_better`): a base device that runs every operator can then predict a new device that
 folds, where a NAS-Bench-201 cell's dead branches cost nothing. Over the 49 measured latency
 settings (same protocol), the mean MAPE moved from 7.72 % to 7.43 % at K = 5 and from 5.07 % to
 5.03 % at K = 20, K = 10 from 5.93 % to 5.94 % (Spearman 0.917 / 0.935 / 0.943 to 0.917 / 0.934 /
 0.943); only HW-NAS-Bench devices changed (the Raspberry Pi 4 at K = 5 from 45.0 % to 30.6 %, the
-Pixel 3's Spearman at K = 10 from 0.945 to 0.920).
+Pixel 3's Spearman at K = 10 from 0.945 to 0.920). The pruned reading, of the bases here and of the
+own methods (:func:`perfcast.predictors.base.device_reading`), moved the Jetson TX2 of HW-NAS-Bench
+(TensorRT, which drops unused layers but runs the convolutions of a branch fed by a zero) at K = 20
+from MAPE 22.9 % / Spearman 0.71 to 15.4 % / 0.84 (see docs/results.md for the means).
 Bases are passed to ``fit(graphs, targets, bases=[...])`` as data, not parameters. Without bases
 the one candidate is a FLOPs-linear model (:mod:`perfcast.predictors.flops`) fitted on the same
 rows, so ``get_predictor("transfer").fit(graphs, targets)`` works like any predictor.
@@ -77,13 +81,15 @@ from perfcast.predictors.base import (
     conformal_quantile,
     domain_features,
     extend_domain,
-    folded_stats,
+    reading_stats,
+    stored_reading,
     get_predictor,
     leave_one_out_residuals,
     nnls,
     register_predictor,
 )
 from perfcast.predictors.features import GraphStats, graph_stats
+from perfcast.analysis.liveness import READINGS
 from perfcast.predictors.flops import FlopsLinear
 
 LOO_MAX_ROWS = 100
@@ -200,17 +206,15 @@ class _Candidate:
     params: dict
     target: str
     model: Mapping
-    folded: bool = False  # the base predicts the folded graphs (what a folding runtime still runs)
+    reading: int = 0  # the base predicts the graphs as given, folded or pruned (index in READINGS)
 
     def predict(self, stats: list[GraphStats]) -> np.ndarray:
         base = get_predictor(self.name, **self.params)
-        if self.folded:
-            stats = folded_stats(stats)
-        return np.maximum(base.predict_model(self.target, self.model, stats), 0.0)
+        return np.maximum(base.predict_model(self.target, self.model, reading_stats(stats, self.reading)), 0.0)
 
     def store(self, j: int) -> dict:
         out = {f"b{j}{_SEP}name": self.name, f"b{j}{_SEP}params": json.dumps(self.params, sort_keys=True),
-               f"b{j}{_SEP}target": self.target, f"b{j}{_SEP}folded": np.array([float(self.folded)])}
+               f"b{j}{_SEP}target": self.target, f"b{j}{_SEP}folded": np.array([float(self.reading)])}
         out.update({f"b{j}{_SEP}model{_SEP}{k}": v for k, v in self.model.items()})
         return out
 
@@ -219,13 +223,13 @@ class _Candidate:
         prefix = f"b{j}{_SEP}model{_SEP}"
         sub = {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)}
         return _Candidate(index, str(model[f"b{j}{_SEP}name"]), json.loads(model[f"b{j}{_SEP}params"]),
-                          str(model[f"b{j}{_SEP}target"]), sub, _stored_folded(model, j))
+                          str(model[f"b{j}{_SEP}target"]), sub, _stored_reading(model, j))
 
 
-def _stored_folded(model: Mapping, j: int) -> bool:
-    """Whether candidate ``j`` of a stored transfer model reads the folded graphs (models saved
-    before the folded readings have no such entry and do not)."""
-    return bool(float(np.asarray(model.get(f"b{j}{_SEP}folded", 0.0)).reshape(-1)[0]))
+def _stored_reading(model: Mapping, j: int) -> int:
+    """Which graphs candidate ``j`` of a stored transfer model reads (index in ``READINGS``; models
+    saved before the folded readings have no such entry and read the graphs as given)."""
+    return stored_reading(model.get(f"b{j}{_SEP}folded", 0.0))
 
 
 def own_candidate(name: str, target: str, stats: list[GraphStats], y: np.ndarray) -> tuple[_Candidate, np.ndarray]:
@@ -253,10 +257,11 @@ def _base_candidates(bases: Sequence[Predictor], target: str) -> list[_Candidate
     return [_Candidate(i, b.name, b.get_params(), t, b.models_[t]) for i, b, t in (same or pairs)]
 
 
-def folding_matters(stats: Sequence[GraphStats]) -> bool:
-    """Whether folding changes any of the measured graphs: only then can the measurements tell a
-    base's folded predictions from its plain ones."""
-    return any(f is not s for f, s in zip(folded_stats(stats), stats))
+def changed_readings(stats: Sequence[GraphStats]) -> list[int]:
+    """The readings (folded, pruned) that change some of the measured graphs: only those can the
+    measurements tell from the graphs as given."""
+    return [r for r in range(1, len(READINGS))
+            if any(k is not s for k, s in zip(reading_stats(stats, r), stats))]
 
 
 def check_bases(bases) -> list[Predictor]:
@@ -337,16 +342,20 @@ class TransferPredictor(Predictor):
     def _fit_target(self, target: str, stats: list[GraphStats], y: np.ndarray) -> dict:
         t = _log(y)
         scored = []
-        folds = bool(self._bases) and self.fold and folding_matters(stats)
+        readings = changed_readings(stats) if self._bases and self.fold else []
         for cand in self._candidates(stats, y, target):
             x = _log(cand.predict(stats))
             errors = loo_log_errors(x, t, self.prior_rows)
-            if folds:  # the base read on the folded graphs instead, where its map predicts clearly better
-                folded = replace(cand, folded=True)
-                x_folded = _log(folded.predict(stats))
-                errors_folded = loo_log_errors(x_folded, t, self.prior_rows)
-                if clearly_better(errors_folded, errors):
-                    cand, x, errors = folded, x_folded, errors_folded
+            read = []
+            for reading in readings:
+                other = replace(cand, reading=reading)
+                x_other = _log(other.predict(stats))
+                errors_other = loo_log_errors(x_other, t, self.prior_rows)
+                read.append((float(errors_other.mean()), other, x_other, errors_other))
+            if read:  # the best other reading of the base instead, where its map predicts clearly better
+                _, other, x_other, errors_other = min(read, key=lambda r: r[0])
+                if clearly_better(errors_other, errors):
+                    cand, x, errors = other, x_other, errors_other
             scored.append((float(errors.mean()), len(scored), cand, x))
         n_bases = len(scored)
         if len(y) >= OWN_MIN_ROWS:
@@ -418,8 +427,9 @@ class TransferPredictor(Predictor):
                            for j in range(index.size)]
         return out
 
-    def chosen_folded(self) -> dict[str, list[bool]]:
-        """Per target and candidate of :meth:`chosen`, whether it predicts the folded graphs."""
+    def chosen_readings(self) -> dict[str, list[str]]:
+        """Per target and candidate of :meth:`chosen`, which graphs it predicts: ``"as given"``,
+        ``"folded"`` or ``"pruned"`` (:data:`perfcast.analysis.liveness.READINGS`)."""
         self._fitted()
-        return {target: [_stored_folded(model, j) for j in range(np.asarray(model["base_index"]).size)]
+        return {target: [READINGS[_stored_reading(model, j)] for j in range(np.asarray(model["base_index"]).size)]
                 for target, model in self.models_.items()}
