@@ -51,9 +51,10 @@ settings (same protocol), the mean MAPE moved from 7.72 % to 7.43 % at K = 5 and
 0.943); only HW-NAS-Bench devices changed (the Raspberry Pi 4 at K = 5 from 45.0 % to 30.6 %, the
 Pixel 3's Spearman at K = 10 from 0.945 to 0.920). The pruned reading, of the bases here and of the
 own methods (:func:`perfcast.predictors.base.device_reading`), then moved the mean MAPE at K = 20 from
-5.03 % to 4.90 % and at K = 10 from 5.94 % to 5.84 % (Spearman 0.934 to 0.936), again through the
-HW-NAS-Bench devices alone: the Jetson TX2 (TensorRT, which drops unused layers but runs the
-convolutions of a branch fed by a zero) at K = 20 from 22.9 % / 0.71 to 15.9 % / 0.83.
+5.03 % to 4.90 % and at K = 10 from 5.94 % to 5.84 % (Spearman 0.934 to 0.936): the Jetson TX2 of
+HW-NAS-Bench (TensorRT, which drops unused layers but runs the convolutions of a branch fed by a
+zero) at K = 20 from 22.9 % / 0.71 to 15.9 % / 0.83, while HELP's NAS-Bench-201 settings lost a
+little at K = 10 (mean MAPE 4.81 % to 5.18 %) and none of FBNet or OFA changed.
 Bases are passed to ``fit(graphs, targets, bases=[...])`` as data, not parameters. Without bases
 the one candidate is a FLOPs-linear model (:mod:`perfcast.predictors.flops`) fitted on the same
 rows, so ``get_predictor("transfer").fit(graphs, targets)`` works like any predictor.
