@@ -60,13 +60,21 @@ def _is_literal_zero(graph: Graph, name: str) -> bool:
     return t is not None and t.value is not None and len(t.value) > 0 and all(v == 0 for v in t.value)
 
 
+def _multiplies_by_zero(node: Node, graph: Graph) -> bool:
+    """A product with a literal zero, or ``Sub(x, x)``: zero whatever the data."""
+    ins = [i for i in node.inputs if i]
+    if node.op_type in MULTIPLIES:
+        return any(_is_literal_zero(graph, i) for i in ins)
+    return node.op_type in ("Sub", "SUB") and len(ins) == 2 and ins[0] == ins[1]
+
+
 def _produces_zero(node: Node, graph: Graph, zero: set[str]) -> bool:
+    if _multiplies_by_zero(node, graph):
+        return True
     ins = [i for i in node.inputs if i]
     op = node.op_type
     if op in MULTIPLIES:
-        return any(i in zero or _is_literal_zero(graph, i) for i in ins)
-    if op in ("Sub", "SUB") and len(ins) == 2 and ins[0] == ins[1]:
-        return True
+        return any(i in zero for i in ins)
     if op in BIASED_PRODUCTS:
         bias_at = BIASED_PRODUCTS[op]
         has_bias = bias_at is not None and len(node.inputs) > bias_at and bool(node.inputs[bias_at])
@@ -76,13 +84,6 @@ def _produces_zero(node: Node, graph: Graph, zero: set[str]) -> bool:
     if op in ZERO_PRESERVING:
         return bool(ins) and ins[0] in zero
     return False
-
-
-def _multiplies_by_zero(node: Node, graph: Graph) -> bool:
-    ins = [i for i in node.inputs if i]
-    if node.op_type in MULTIPLIES:
-        return any(_is_literal_zero(graph, i) for i in ins)
-    return node.op_type in ("Sub", "SUB") and len(ins) == 2 and ins[0] == ins[1]
 
 
 def _folded_constants(graph: Graph) -> set[str]:

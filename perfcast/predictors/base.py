@@ -199,9 +199,11 @@ def reading_stats(stats: Sequence[GraphStats], reading: int) -> list[GraphStats]
     return out
 
 
-def folded_stats(stats: Sequence[GraphStats]) -> list[GraphStats]:
-    """The stats of the folded graph of each (the graphs must still be in memory)."""
-    return reading_stats(stats, 1)
+def changed_readings(stats: Sequence[GraphStats]) -> list[int]:
+    """The readings (folded, pruned) that change some of the graphs of ``stats``: only those can
+    labels tell from the graphs as given."""
+    return [r for r in range(1, len(READINGS))
+            if any(k is not s for k, s in zip(reading_stats(stats, r), stats))]
 
 
 def stored_reading(value) -> int:
@@ -215,11 +217,6 @@ def stored_reading(value) -> int:
 def model_reading(model: Mapping[str, np.ndarray]) -> int:
     """Which graphs a fitted model learned that its device runs (index in ``READINGS``)."""
     return stored_reading(model.get("folded", 0.0))
-
-
-def model_folds(model: Mapping[str, np.ndarray]) -> bool:
-    """Whether a fitted model learned that its device drops operators (folded or pruned graphs)."""
-    return model_reading(model) != 0
 
 
 def _log_fit_error(stats: Sequence[GraphStats], y: np.ndarray) -> float:
@@ -242,10 +239,8 @@ def device_reading(stats: Sequence[GraphStats], y: np.ndarray) -> tuple[int, lis
     if len(stats) < MIN_LABELS:
         return best, best_stats
     limit = FOLDING_GAIN * _log_fit_error(stats, y)
-    for reading in range(1, len(READINGS)):
+    for reading in changed_readings(stats):
         kept = reading_stats(stats, reading)
-        if all(k is s for k, s in zip(kept, stats)):
-            continue
         error = _log_fit_error(kept, y)
         if error < limit:
             best, best_stats, limit = reading, kept, error

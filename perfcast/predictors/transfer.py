@@ -76,22 +76,23 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from perfcast.analysis.liveness import READINGS
 from perfcast.errors import UsageError
 from perfcast.ir.graph import Graph
 from perfcast.predictors.base import (
     Predictor,
+    changed_readings,
     conformal_quantile,
     domain_features,
     extend_domain,
-    reading_stats,
-    stored_reading,
     get_predictor,
     leave_one_out_residuals,
     nnls,
+    reading_stats,
     register_predictor,
+    stored_reading,
 )
 from perfcast.predictors.features import GraphStats, graph_stats
-from perfcast.analysis.liveness import READINGS
 from perfcast.predictors.flops import FlopsLinear
 
 LOO_MAX_ROWS = 100
@@ -257,13 +258,6 @@ def _base_candidates(bases: Sequence[Predictor], target: str) -> list[_Candidate
     pairs = [(i, b, t) for i, b in enumerate(bases) for t in b.targets_]
     same = [p for p in pairs if p[2] == target]
     return [_Candidate(i, b.name, b.get_params(), t, b.models_[t]) for i, b, t in (same or pairs)]
-
-
-def changed_readings(stats: Sequence[GraphStats]) -> list[int]:
-    """The readings (folded, pruned) that change some of the measured graphs: only those can the
-    measurements tell from the graphs as given."""
-    return [r for r in range(1, len(READINGS))
-            if any(k is not s for k, s in zip(reading_stats(stats, r), stats))]
 
 
 def check_bases(bases) -> list[Predictor]:
